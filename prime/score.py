@@ -1,0 +1,98 @@
+"""Score one prompt and response token by token: the `prime score` path (PRIME_SPEC §1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prime.errors import UserError
+from prime.models import Roles, make_batch
+from prime.rewards import implicit_rewards, q_values
+from prime.rollout import encode_prompt
+from prime.verifiers import verify_math
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    """Each token's text exactly as it decodes in context: decode(ids[:t+1]) minus decode(ids[:t]).
+
+    Byte-level tokens can be parts of one UTF-8 character; such a token shows as "" and the
+    character appears on the token that completes it, so the texts always join to the whole.
+    """
+    texts, prev = [], ""
+    for t in range(len(ids)):
+        cur = tokenizer.decode(ids[: t + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if cur.startswith(prev) and "\ufffd" not in cur[len(prev):]:
+            texts.append(cur[len(prev):])
+            prev = cur
+        else:
+            texts.append("")
+    return texts
+
+
+def line_steps(texts: list[str], rewards: list[float], q: list[float]) -> list[dict]:
+    """Group tokens into steps, one per line (PRIME_SPEC §1, step view).
+
+    A token belongs to the line it ends in: the newline token closes its step. A step's
+    reward is the sum of its tokens' rewards; its value is q at its last token.
+    """
+    steps, start = [], 0
+    for t, text in enumerate(texts):
+        last = t == len(texts) - 1
+        if "\n" in text or last:
+            steps.append({"text": "".join(texts[start : t + 1]), "first_token": start, "last_token": t,
+                          "reward": sum(rewards[start : t + 1]), "value": q[t]})
+            start = t + 1
+    return steps
+
+
+def score(roles: Roles, question: str, response: str, answer: str | None = None, beta: float = 0.05,
+          raw_prompt: bool = False, add_eos: bool = True) -> dict:
+    """Per-token log π_prm, log π_ref, implicit reward r_t = β(log π_prm − log π_ref), q_t;
+    per-line step sums; the total r_φ(y); the outcome verdict when `answer` is given."""
+    tok = roles.tokenizer
+    prompt_ids = tok(question, add_special_tokens=False)["input_ids"] if raw_prompt else encode_prompt(tok, question)
+    response_ids = tok(response, add_special_tokens=False)["input_ids"]
+    if not response_ids:
+        raise UserError("--response is empty: it has zero tokens; give the text of a response to score")
+    if add_eos:
+        response_ids = response_ids + [tok.eos_token_id]
+    n = len(prompt_ids) + len(response_ids)
+    if roles.context_length and n > roles.context_length:
+        raise UserError(f"prompt + response are {n} tokens, longer than the model's context of {roles.context_length}; "
+                        "shorten the prompt or the response")
+    batch = make_batch([prompt_ids], [response_ids], tok.pad_token_id)
+    prm_logp = roles.logprobs("prm", batch)  # (1, T)
+    ref_logp = roles.logprobs("ref", batch)  # (1, T)
+    mask = batch.response_mask.float()
+    rewards = implicit_rewards(prm_logp, ref_logp, mask, beta)
+    q = q_values(rewards, mask)
+    sel = batch.response_mask[0].bool()
+    prm_l, ref_l, r_l, q_l = (x[0][sel].tolist() for x in (prm_logp, ref_logp, rewards, q))
+    texts = token_texts(tok, response_ids)
+    out = {
+        "prompt": question, "response": response, "beta": beta,
+        "tokens": [{"text": s, "token_id": i, "prm_logp": a, "ref_logp": b, "reward": r, "q": v}
+                   for s, i, a, b, r, v in zip(texts, response_ids, prm_l, ref_l, r_l, q_l)],
+        "steps": line_steps(texts, r_l, q_l),
+        "total_reward": sum(r_l),
+    }
+    if answer is not None:
+        verdict = verify_math(response, answer)
+        out["verdict"] = {"answer": answer, "score": verdict.score, "detail": verdict.detail}
+    return out
+
+
+def checkpoint_dir(run: Path, step: int | None) -> Path:
+    """runs/<name>/checkpoints/step_NNNNNN; the latest one when `step` is None."""
+    root = Path(run) / "checkpoints"
+    if not root.is_dir():
+        raise UserError(f"run {run} has no checkpoints/ directory; is it a run directory made by `prime train`?")
+    if step is None:
+        steps = sorted(root.glob("step_*"))
+        if not steps:
+            raise UserError(f"run {run} has no checkpoints yet; wait for its first checkpoint")
+        return steps[-1]
+    path = root / f"step_{step:06d}"
+    if not path.is_dir():
+        have = ", ".join(p.name.removeprefix("step_").lstrip("0") or "0" for p in sorted(root.glob("step_*"))) or "none"
+        raise UserError(f"run {run} has no checkpoint for step {step}; available steps: {have}")
+    return path

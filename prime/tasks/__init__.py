@@ -1,0 +1,42 @@
+"""Tasks and their files under data/. A row is {id, prompt, answer, solution?}."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prime.data import read_jsonl
+from prime.errors import UserError
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+TASKS = ("arith", "gsm8k")
+SPLIT_NAMES = ("train", "val", "test")
+# GSM8K ships only its training split here (../shared); we hold out its last rows.
+GSM8K_HELD_OUT = {"val": 200, "test": 500}
+
+
+def load_task(name: str, split: str, data_dir: Path = DATA_DIR) -> list[dict]:
+    """Rows of a task split, with a clear error for an unknown task or split."""
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    if split not in SPLIT_NAMES:
+        raise UserError(f"unknown split {split!r} for task {name}; choose one of: {', '.join(SPLIT_NAMES)}")
+    if name == "arith":
+        return read_jsonl(data_dir / "arith" / f"{split}.jsonl", required=("id", "prompt", "answer"))
+    return _gsm8k(split, data_dir)
+
+
+def _gsm8k(split: str, data_dir: Path) -> list[dict]:
+    path = data_dir / "gsm8k" / "train.jsonl.gz"
+    rows = read_jsonl(path, required=("question", "answer"))
+    out = []
+    for i, r in enumerate(rows):
+        *steps, final = r["answer"].strip().split("\n")
+        if not final.startswith("####"):
+            raise UserError(f"{path}:{i + 1}: answer does not end with a '#### <number>' line")
+        answer = final.removeprefix("####").strip().replace(",", "")
+        out.append({"id": f"gsm8k-{i}", "prompt": r["question"], "answer": answer, "solution": "\n".join(steps)})
+    n_test, n_val = GSM8K_HELD_OUT["test"], GSM8K_HELD_OUT["val"]
+    bounds = {"train": (0, len(out) - n_test - n_val), "val": (len(out) - n_test - n_val, len(out) - n_test),
+              "test": (len(out) - n_test, len(out))}
+    lo, hi = bounds[split]
+    return out[lo:hi]

@@ -1,0 +1,56 @@
+"""The `arith` task: seeded multi-step integer problems, one worked step per line.
+
+A problem chains 3 to 6 operations on a start value:
+
+    prompt:   "Start with 7. Add 5. Multiply by 3. Subtract 4. What is the result?"
+    solution: "7 + 5 = 12\n12 * 3 = 36\n36 - 4 = 32\nThe answer is \\boxed{32}."
+
+Values stay in 0..99 (a subtraction that would go below 0 becomes an addition, a
+product above 199 becomes an addition), so the task is hard for a tiny model because of
+the carries and the chain of steps, not because of the size of the numbers.
+"""
+
+from __future__ import annotations
+
+import random
+
+MIN_STEPS, MAX_STEPS = 3, 6
+MAX_VALUE = 99
+SPLITS = {"train": (12_000, 1), "val": (500, 2), "test": (500, 3)}  # size, seed
+
+
+def make_problem(rng: random.Random) -> dict:
+    """One problem: prompt text, worked solution (one step per line), integer answer."""
+    value = rng.randint(2, 9)
+    n_steps = rng.randint(MIN_STEPS, MAX_STEPS)
+    words, lines = [f"Start with {value}."], []
+    for _ in range(n_steps):
+        op = rng.choice("+-*")
+        arg = rng.randint(2, 3) if op == "*" else rng.randint(1, 9)
+        if op == "*" and value * arg > MAX_VALUE:
+            op = "+"
+        if op == "-" and value - arg < 0:
+            op = "+"
+        new = {"+": value + arg, "-": value - arg, "*": value * arg}[op]
+        if new > MAX_VALUE:
+            op, new = "-", value - arg
+        words.append({"+": f"Add {arg}.", "-": f"Subtract {arg}.", "*": f"Multiply by {arg}."}[op])
+        lines.append(f"{value} {op} {arg} = {new}")
+        value = new
+    words.append("What is the result?")
+    lines.append(f"The answer is \\boxed{{{value}}}.")
+    return {"prompt": " ".join(words), "solution": "\n".join(lines), "answer": str(value)}
+
+
+def generate(n: int, seed: int, split: str = "train") -> list[dict]:
+    """`n` problems, identical for the same (n, seed); ids are `arith-<split>-<index>`."""
+    rng = random.Random(seed)
+    return [{"id": f"arith-{split}-{i}", **make_problem(rng)} for i in range(n)]
+
+
+def generate_splits() -> dict[str, list[dict]]:
+    """The committed files' content. Test and validation prompts never occur in train."""
+    out = {name: generate(n, seed, name) for name, (n, seed) in SPLITS.items()}
+    held_out = {r["prompt"] for name in ("val", "test") for r in out[name]}
+    out["train"] = [r for r in out["train"] if r["prompt"] not in held_out]
+    return out

@@ -1,0 +1,109 @@
+"""prime.models: one 4-bit base, two adapters, the reference with adapters disabled."""
+
+import pytest
+import torch
+
+from prime.models import LoraSettings, Roles, load_base, make_batch
+from prime.rewards import implicit_rewards
+from prime.rollout import encode_prompt
+
+SOLUTION = "5 * 3 = 15\n15 * 3 = 45\nThe answer is \\boxed{45}."
+PROMPTS = ["Start with 5. Multiply by 3. Multiply by 3. What is the result?", "Start with 2. Add 1. What is the result?"]
+RESPONSES = [SOLUTION, "2 + 1 = 3\nThe answer is \\boxed{3}."]
+
+
+def _batch(roles, padding_side="right"):
+    tok = roles.tokenizer
+    prompts = [encode_prompt(tok, p) for p in PROMPTS]
+    responses = [tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for r in RESPONSES]
+    return make_batch(prompts, responses, tok.pad_token_id, padding_side)
+
+
+@pytest.fixture(scope="module")
+def roles(micro_model_dir):
+    torch.manual_seed(0)
+    return Roles(micro_model_dir, quant="4bit", device=torch.device("cpu"), lora=LoraSettings(r=4, alpha=8))
+
+
+def _response_values(logp, batch):
+    return [logp[b][batch.response_mask[b].bool()] for b in range(logp.shape[0])]
+
+
+def test_base_is_4bit(roles):
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in roles.shared.modules())
+
+
+@pytest.mark.parametrize("role", ["policy", "prm", "ref"])
+def test_left_and_right_padding_agree(roles, role):
+    right, left = _batch(roles, "right"), _batch(roles, "left")
+    assert not torch.equal(right.input_ids, left.input_ids)  # the rows really are padded differently
+    for a, b in zip(_response_values(roles.logprobs(role, right), right), _response_values(roles.logprobs(role, left), left)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_rewards_exactly_zero_before_any_prm_update(roles):
+    batch = _batch(roles)
+    prm, ref = roles.logprobs("prm", batch), roles.logprobs("ref", batch)
+    assert torch.equal(prm, ref)
+    assert (implicit_rewards(prm, ref, batch.response_mask.float(), 0.05) == 0).all()
+
+
+def test_adapter_switching_and_prm_step(micro_model_dir):
+    """One gradient step on the PRM adapter: PRM rewards move, policy and reference do not,
+    and the quantized base bytes are untouched."""
+    torch.manual_seed(0)
+    roles = Roles(micro_model_dir, quant="4bit", device=torch.device("cpu"))
+    batch = _batch(roles)
+    base_bytes = {n: p.detach().clone() for n, p in roles.shared.named_parameters() if "lora_" not in n}
+    policy0, ref0 = roles.logprobs("policy", batch), roles.logprobs("ref", batch)
+    plain = Roles.__new__(Roles)  # the base without peft: what "adapters disabled" must equal
+    plain.device, plain.layout, plain._lora_params = torch.device("cpu"), "separate", []
+    plain.models = {"ref": load_base(micro_model_dir, "4bit", torch.device("cpu"))}
+    torch.testing.assert_close(roles.logprobs("ref", batch), plain.logprobs("ref", batch))
+
+    params = roles.adapter_parameters("prm")
+    assert params and all(p.requires_grad for p in params)
+    opt = torch.optim.SGD(params, lr=1.0)
+    loss = -roles.logprobs("prm", batch, grad=True).sum()  # push the PRM towards these responses
+    loss.backward()
+    opt.step()
+
+    prm1, ref1 = roles.logprobs("prm", batch), roles.logprobs("ref", batch)
+    rewards = implicit_rewards(prm1, ref1, batch.response_mask.float(), 0.05)
+    assert rewards[batch.response_mask.bool()].abs().min() > 0  # every response token moved
+    assert rewards[batch.response_mask == 0].abs().max() == 0  # prompt and padding get nothing
+    torch.testing.assert_close(roles.logprobs("policy", batch), policy0)  # the policy adapter is untouched
+    torch.testing.assert_close(ref1, ref0)
+    for n, p in roles.shared.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(p.detach(), base_bytes[n]), n
+
+
+def test_adapters_save_and_load(micro_model_dir, tmp_path):
+    torch.manual_seed(0)
+    a = Roles(micro_model_dir, device=torch.device("cpu"))
+    with torch.no_grad():
+        for p in a.adapter_parameters("prm"):
+            p.add_(0.01 * torch.randn_like(p))
+    a.save_adapters(tmp_path)
+    assert (tmp_path / "prm" / "adapter_model.safetensors").is_file()
+    b = Roles(micro_model_dir, device=torch.device("cpu"))
+    b.load_adapters(tmp_path)
+    batch = _batch(a)
+    torch.testing.assert_close(b.logprobs("prm", batch), a.logprobs("prm", batch))
+    torch.testing.assert_close(b.logprobs("ref", batch), a.logprobs("ref", batch))
+
+
+def test_separate_and_unquantized_layouts(micro_model_dir, roles):
+    batch = _batch(roles)
+    sep = Roles(micro_model_dir, quant="4bit", layout="separate", device=torch.device("cpu"))
+    assert len({id(m) for m in sep.models.values()}) == 3
+    for role in ("policy", "prm", "ref"):
+        torch.testing.assert_close(sep.logprobs(role, batch), roles.logprobs("ref", batch))
+    full = Roles(micro_model_dir, quant="none", device=torch.device("cpu"))
+    diff = (full.logprobs("ref", batch) - roles.logprobs("ref", batch)).abs()[batch.response_mask.bool()]
+    assert 0 < diff.mean() < 0.5  # 4-bit is close to, but not the same as, full precision
+    assert roles.memory_bytes() < full.memory_bytes()
+    assert roles.memory_bytes() < sep.memory_bytes()

@@ -1,0 +1,1 @@
+"""PRIME Workbench dashboards (Gradio). `python -m workbench --runs DIR`."""
