@@ -36,8 +36,8 @@ def _build(args) -> None:
         info = build_tiny(path, TinySettings(seed=args.seed), log=log)
         model, tok = models.load_base(path, quant="none", device=models.default_device()), models.load_tokenizer(path)
         test = load_task("arith", "test")
-        greedy = accuracy(model, tok, test, max_new_tokens=96, greedy=True)
-        sampled = accuracy(model, tok, test, max_new_tokens=96, greedy=False, seed=args.seed)
+        greedy = accuracy(model, tok, test, max_new_tokens=128, greedy=True)
+        sampled = accuracy(model, tok, test, max_new_tokens=128, greedy=False, seed=args.seed)
         models.write_manifest(path, **info, test_greedy_acc=greedy["acc"], test_pass1_t1=sampled["acc"])
         log(f"tiny built in {info['build_seconds']:.0f}s; test accuracy greedy {greedy['acc']:.3f}, "
             f"pass@1 at T=1.0 {sampled['acc']:.3f} (n={greedy['n']})")

@@ -46,12 +46,13 @@ class TinySettings:
 def build_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE with single-digit pre-splitting (numbers tokenise digit by digit, which
     is what makes carries learnable), saved as a PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
+        # one digit per piece, keeping a leading space with it (" 15" -> " 1", "5")
+        pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()

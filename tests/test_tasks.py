@@ -29,7 +29,10 @@ def test_solutions_are_correct_one_step_per_line():
         assert len(steps) == row["prompt"].count(".") - 1  # "Start with N." plus one sentence per step
         value = int(re.match(r"Start with (\d+)\.", row["prompt"]).group(1))
         for line in steps:
-            a, op, b, _, c = line.split()
+            instruction, calc = line.split(": ")
+            a, op, b, _, c = calc.split()
+            assert instruction == {"+": "Add", "-": "Subtract", "*": "Multiply by"}[op] + f" {b}"
+            assert instruction + "." in row["prompt"]
             assert int(a) == value and eval(f"{a}{op}{b}") == int(c) and 0 <= int(c) <= 99
             value = int(c)
         assert final == f"The answer is \\boxed{{{value}}}." and row["answer"] == str(value)

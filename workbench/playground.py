@@ -22,7 +22,7 @@ _lock = threading.Lock()  # one forward at a time: the shared base switches adap
 
 EXAMPLE = {
     "prompt": "Start with 5. Multiply by 3. Multiply by 3. Subtract 3. Add 3. What is the result?",
-    "response": "5 * 3 = 15\n15 * 3 = 45\n45 - 3 = 42\n42 + 3 = 45\nThe answer is \\boxed{45}.",
+    "response": "Multiply by 3: 5 * 3 = 15\nMultiply by 3: 15 * 3 = 45\nSubtract 3: 45 - 3 = 42\nAdd 3: 42 + 3 = 45\nThe answer is \\boxed{45}.",
     "answer": "45",
 }
 

@@ -3,10 +3,13 @@
 A problem chains 3 to 6 operations on a start value:
 
     prompt:   "Start with 7. Add 5. Multiply by 3. Subtract 4. What is the result?"
-    solution: "7 + 5 = 12\n12 * 3 = 36\n36 - 4 = 32\nThe answer is \\boxed{32}."
+    solution: "Add 5: 7 + 5 = 12\nMultiply by 3: 12 * 3 = 36\nSubtract 4: 36 - 4 = 32\nThe answer is \\boxed{32}."
+
+Each step restates its instruction before computing it, as a person would when working
+through a list; it also lets a small model find its place in the prompt by matching text.
 
 Values stay in 0..99 (a subtraction that would go below 0 becomes an addition, a
-product above 199 becomes an addition), so the task is hard for a tiny model because of
+product above 99 becomes an addition), so the task is hard for a tiny model because of
 the carries and the chain of steps, not because of the size of the numbers.
 """
 
@@ -34,8 +37,9 @@ def make_problem(rng: random.Random) -> dict:
         new = {"+": value + arg, "-": value - arg, "*": value * arg}[op]
         if new > MAX_VALUE:
             op, new = "-", value - arg
-        words.append({"+": f"Add {arg}.", "-": f"Subtract {arg}.", "*": f"Multiply by {arg}."}[op])
-        lines.append(f"{value} {op} {arg} = {new}")
+        instruction = {"+": f"Add {arg}", "-": f"Subtract {arg}", "*": f"Multiply by {arg}"}[op]
+        words.append(instruction + ".")
+        lines.append(f"{instruction}: {value} {op} {arg} = {new}")
         value = new
     words.append("What is the result?")
     lines.append(f"The answer is \\boxed{{{value}}}.")

@@ -1,0 +1,30 @@
+"""The workbench app assembles, and the Playground scores through the engine."""
+
+import re
+
+import pytest
+
+
+def test_app_builds(tmp_path):
+    from workbench.app import make_app
+
+    assert make_app(tmp_path) is not None
+
+
+def test_playground_scores_tiny(tiny_dir):
+    from workbench.playground import EXAMPLE, run_score
+
+    html, steps, summary = run_score("tiny", EXAMPLE["prompt"], EXAMPLE["response"], EXAMPLE["answer"], 0.05)
+    rewards = [float(v) for v in re.findall(r"class='tok'[^>]*data-reward='([^']+)'", html)]
+    assert len(rewards) > 20 and all(r == 0.0 for r in rewards)  # step 0: PRM equals the reference
+    assert len(steps) == EXAMPLE["response"].count("\n") + 1
+    assert "Outcome: **1.0**" in summary
+
+
+def test_playground_reports_bad_input_without_crashing(tiny_dir):
+    from workbench.playground import run_score
+
+    html, _, _ = run_score("tiny", "p", "", "", 0.05)
+    assert "zero tokens" in html
+    html, _, _ = run_score("no-such-model", "p", "r", "", 0.05)
+    assert "unknown model" in html
