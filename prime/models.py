@@ -145,10 +145,18 @@ def convert_smollm2(out_dir: Path) -> Path:
     return convert_gguf(smollm2_gguf_path(), out_dir)
 
 
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
 def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as e:  # noqa: BLE001 - a corrupt tokenizer.json raises many types
+        raise UserError(f"cannot load the tokenizer in {model_dir} ({type(e).__name__}: {_first_line(e)}); "
+                        "rebuild the model (`prime models build NAME --force`)") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -179,8 +187,9 @@ def load_base(model_dir: Path, quant: str = "4bit", device: torch.device | None 
         )
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"cannot load model from {model_dir} ({type(e).__name__}: {str(e).splitlines()[0]}); rebuild or re-download it") from None
+    except Exception as e:  # noqa: BLE001 - any failure here means the files are bad (safetensors, json, shapes)
+        raise UserError(f"cannot load model from {model_dir} ({type(e).__name__}: {_first_line(e)}); "
+                        f"rebuild it (`prime models build NAME --force`) or re-download it") from None
     model.requires_grad_(False)
     model.eval()
     return model

@@ -19,7 +19,7 @@ def encode_prompt(tokenizer, question: str) -> list[int]:
 
 @torch.no_grad()
 def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-             top_p: float = 1.0, greedy: bool = False, batch_size: int = 64) -> list[list[int]]:
+             top_p: float = 1.0, greedy: bool = False, batch_size: int = 256) -> list[list[int]]:
     """Sample one response per prompt; returns response token ids, ending with EOS when the
     model stopped (a response without EOS hit the length limit). Left-padded batches."""
     device = next(model.parameters()).device

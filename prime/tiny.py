@@ -38,7 +38,7 @@ class TinySettings:
     steps: int = 600
     """optimizer steps of supervised training"""
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 5e-3
     """peak AdamW lr, linear warm-up then cosine decay to 10%"""
     warmup: int = 30
 

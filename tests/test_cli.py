@@ -86,6 +86,7 @@ def test_score_with_a_trained_prm_checkpoint(tmp_path, tiny_dir):
     import torch
 
     from prime.models import Roles
+    from prime.score import score
 
     torch.manual_seed(0)
     roles = Roles(tiny_dir, device=torch.device("cpu"))
@@ -98,7 +99,9 @@ def test_score_with_a_trained_prm_checkpoint(tmp_path, tiny_dir):
     result = prime("score", "--run", str(run), "--prompt", EXAMPLE_PROMPT, "--response", EXAMPLE_RESPONSE, "--json")
     assert result.returncode == 0, result.stderr
     rewards = [t["reward"] for t in json.loads(result.stdout)["tokens"]]
-    assert all(r != 0 for r in rewards)
+    expected = [t["reward"] for t in score(roles, EXAMPLE_PROMPT, EXAMPLE_RESPONSE)["tokens"]]
+    assert rewards == pytest.approx(expected, abs=1e-6)  # the checkpoint's PRM, not the initial one
+    assert sum(abs(r) for r in rewards) > 1e-3  # (a token the model is sure of can still give exactly 0)
 
 
 def test_models_list(tiny_dir):

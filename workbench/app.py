@@ -24,4 +24,4 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)
-    make_app(args.runs).launch(server_name=args.host, server_port=args.port, show_api=False)
+    make_app(args.runs).launch(server_name=args.host, server_port=args.port, share=False)
