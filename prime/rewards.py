@@ -16,3 +16,16 @@ def implicit_rewards(prm_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch
 def q_values(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """q_t = Σ_{s≤t} r_φ(y_s): the running sum, a Q-value by PRIME Prop. 3.1. (B, T) -> (B, T)."""
     return torch.cumsum(rewards * mask, dim=-1) * mask
+
+
+def batch_norm_rewards(rewards: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """PRIME_SPEC §1 normalisation `batch_norm` (both reference code bases, not the paper).
+
+    Divide every token reward by (max over the batch of |reverse cumulative sum of the
+    response's token rewards| + eps), so the largest absolute process return is at most 1.
+    rewards, mask: (B, T) -> (B, T).
+    """
+    masked = rewards * mask
+    returns = masked.flip(-1).cumsum(-1).flip(-1)  # (B, T): Σ_{s≥t} r_s
+    scale = (returns * mask).abs().max() + eps
+    return masked / scale

@@ -1,0 +1,70 @@
+"""RLOO advantages of PRIME (paper Eq. 5) and whitening. Pure functions; imports only torch.
+
+Axes: P prompts, K samples each, B = P·K responses (grouped prompt-major: row b belongs to
+prompt b // K), T tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rloo_baseline(values: torch.Tensor, K: int) -> torch.Tensor:
+    """Leave-one-out mean: for each response, the mean of the other K−1 in its group.
+
+    values: (B,) -> (B,).
+    """
+    grouped = values.view(-1, K)  # (P, K)
+    return ((grouped.sum(-1, keepdim=True) - grouped) / (K - 1)).reshape(-1)
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Σ_{s≥t} γ^{s−t} r_s over response tokens. rewards, mask: (B, T) -> (B, T)."""
+    masked = rewards * mask
+    if gamma == 1.0:
+        return masked.flip(-1).cumsum(-1).flip(-1) * mask
+    out = torch.zeros_like(masked)
+    running = torch.zeros(masked.shape[0], dtype=masked.dtype, device=masked.device)
+    for t in reversed(range(masked.shape[1])):
+        running = masked[:, t] + gamma * running
+        out[:, t] = running
+    return out * mask
+
+
+def outcome_advantages(outcome_reward: torch.Tensor, mask: torch.Tensor, K: int) -> torch.Tensor:
+    """First term of Eq. 5: r_o(y_i) − mean_{j≠i} r_o(y_j), on every token of response i.
+
+    The reward sits on the last token and is summed backwards with γ = 1, so each token of
+    response i gets the same value. outcome_reward: (B,), mask: (B, T) -> (B, T).
+    """
+    return ((outcome_reward - rloo_baseline(outcome_reward, K)).unsqueeze(-1) * mask)
+
+
+def process_advantages(process_reward: torch.Tensor, mask: torch.Tensor, K: int, gamma: float = 1.0,
+                       baseline: str = "paper") -> torch.Tensor:
+    """Second term of Eq. 5: Σ_{s≥t} γ^{s−t} [ r_φ(y_i^s) − mean_{j≠i} r̄_φ(y_j) ].
+
+    r̄_φ(y_j) = Σ_s r_φ(y_j^s) / T_j, response j's mean token reward.
+    baseline="code": the authors' code, r·K/(K−1) − Σ_{all j} r̄_φ(y_j)/(K−1) per token
+    (PRIME_SPEC §5), which differs from the paper's form for token rewards.
+    process_reward, mask: (B, T) -> (B, T).
+    """
+    lengths = mask.sum(-1).clamp(min=1)  # (B,)
+    mean_reward = (process_reward * mask).sum(-1) / lengths  # (B,) r̄_φ(y_j)
+    if baseline == "paper":
+        shaped = process_reward - rloo_baseline(mean_reward, K).unsqueeze(-1)
+    elif baseline == "code":
+        group_sum = mean_reward.view(-1, K).sum(-1).repeat_interleave(K)  # (B,)
+        shaped = process_reward * K / (K - 1) - (group_sum / (K - 1)).unsqueeze(-1)
+    else:
+        raise ValueError(f"unknown process baseline {baseline!r}; expected 'paper' or 'code'")
+    return discounted_returns(shaped, mask, gamma)
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(A − mean) / sqrt(var + eps) over all response tokens of the batch, unbiased variance;
+    the mean is not added back (PRIME_SPEC §5). values, mask: (B, T) -> (B, T)."""
+    n = mask.sum()
+    mean = (values * mask).sum() / n
+    var = (((values - mean) * mask) ** 2).sum() / (n - 1)
+    return (values - mean) * torch.rsqrt(var + eps) * mask
