@@ -102,6 +102,23 @@ def _score(args) -> None:
         print(f"outcome: {'unscorable' if v['score'] is None else v['score']}  ({v['detail']})")
 
 
+def _train(args) -> None:
+    from dataclasses import fields
+
+    from prime.config import TrainConfig
+    from prime.records import read_json
+    from prime.trainer import train
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if args.resume:
+        saved = read_json(Path(args.resume) / "config.json")
+        saved = {k: v for k, v in saved.items() if k not in ("model", "code_version")} | {"model": saved["model"]["name"]}
+        cfg = TrainConfig.from_dict({**saved, **given, "out": args.resume}, source=f"{args.resume}/config.json")
+    else:
+        cfg = TrainConfig.from_dict(given, source="command line")
+    print(train(cfg, resume=bool(args.resume)))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prime", description="PRIME Workbench engine: implicit process rewards, on one 4-bit base.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -113,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="tiny only: training seed (default 0)")
     b.set_defaults(func=_build)
     m.add_parser("list", help="what is cached, with sizes").set_defaults(func=_list)
+
+    from prime.config import add_arguments
+
+    t = sub.add_parser("train", help="run PRIME (or RLOO) and write run records")
+    add_arguments(t)
+    t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (its config, overridable)")
+    t.set_defaults(func=_train)
 
     s = sub.add_parser("score", help="per-token implicit rewards of one response")
     s.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")

@@ -1,0 +1,132 @@
+"""One config tree for `prime train` (STYLE.md §7): each field documented, paper default noted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    """A PRIME (or RLOO) run. Defaults are PRIME_SPEC §8's small-run column."""
+
+    out: str = "runs/demo"
+    """run directory to write records into"""
+    model: str = "tiny"
+    """tiny, smollm2-135m or a local HF model directory"""
+    task: str = "arith"
+    """arith or gsm8k"""
+    algo: str = "prime"
+    """prime (outcome + implicit process rewards) or rloo (outcome only, the paper's baseline)"""
+    prm: str = "online"
+    """online (updated every step) or frozen (never updated: the offline-PRM ablation)"""
+    prm_update: str = "single"
+    """single forward (paper default: rewards from the PRM before its update) or double"""
+    steps: int = 100
+    """PRIME iterations"""
+    prompts_per_step: int = 8
+    """P: kept prompts per step (paper 256)"""
+    samples_per_prompt: int = 4
+    """K (paper 4)"""
+    beta: float = 0.05
+    """β of Eq. 3 (paper 0.05)"""
+    filter_low: float = 0.2
+    """keep prompts with low ≤ acc (inclusive; paper 0.2)"""
+    filter_high: float = 0.8
+    """keep prompts with acc ≤ high (inclusive; paper 0.8)"""
+    filter_truncated: bool = False
+    """drop prompts any of whose responses hit the length limit"""
+    max_draws_per_step: int = 8
+    """draw limit: at most this many batches of P prompts sampled to fill one step (reported)"""
+    policy_lr: float = 2e-4
+    """AdamW, constant (paper 5e-7 full fine-tune; LoRA needs more)"""
+    prm_lr: float = 2e-4
+    """AdamW, constant, weight decay 0 (paper 1e-6 full fine-tune)"""
+    clip_eps: float = 0.2
+    """PPO clip ε (paper 0.2)"""
+    policy_grad_clip: float = 1.0
+    """paper 1.0"""
+    prm_grad_clip: float = 10.0
+    """paper 10.0"""
+    micro_batch: int = 16
+    """responses per forward/backward; gradients accumulate to one step per mini-batch"""
+    max_new_tokens: int = 128
+    """response length limit (paper 3072)"""
+    temperature: float = 1.0
+    """sampling temperature (paper 1.0)"""
+    top_p: float = 1.0
+    """nucleus sampling (paper 1.0)"""
+    reward_norm: str = "batch_norm"
+    """batch_norm (both code bases) or none"""
+    process_baseline: str = "paper"
+    """paper (Eq. 5) or code (the authors' per-token variant)"""
+    gamma: float = 1.0
+    """discount for process returns (paper 1)"""
+    lora_r: int = 16
+    """LoRA rank of both adapters"""
+    quant: str = "4bit"
+    """4bit (NF4, double quantisation) or none"""
+    layout: str = "shared"
+    """shared (one base, two adapters) or separate (three copies)"""
+    seed: int = 0
+    """seeds data order, sampling and adapter init"""
+    eval_every: int = 10
+    """evaluate on the test split every N steps (0: never)"""
+    eval_n: int = 200
+    """test problems per evaluation"""
+    checkpoint_every: int = 1
+    """save adapters + optimizers + RNG + data position every N steps"""
+
+    def __post_init__(self):
+        choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
+                   "reward_norm": ("batch_norm", "none"), "process_baseline": ("paper", "code"),
+                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "task": ("arith", "gsm8k")}
+        from prime.errors import UserError
+
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"config field {name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.samples_per_prompt < 2:
+            raise UserError("config field samples_per_prompt must be ≥ 2: the leave-one-out baseline needs another sample")
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        from prime.errors import UserError
+
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise UserError(f"{source}: unknown config key(s) {', '.join(unknown)}")
+        for k, v in d.items():
+            want = type(getattr(cls(), k)) if k in ("out",) else type(known[k].default)
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                raise UserError(f"{source}: field {k} must be {want.__name__}, got {type(v).__name__} {v!r}")
+            d = {**d, k: v}
+        return cls(**d)
+
+
+def field_docs(cls=TrainConfig) -> dict[str, str]:
+    """The docstring under each dataclass field (for --help), read from the source."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def add_arguments(parser, cls=TrainConfig) -> None:
+    """One --flag per config field, typed from its default, help from its docstring."""
+    import argparse
+
+    docs = field_docs(cls)
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs.get(f.name))
+        else:
+            parser.add_argument(flag, type=type(f.default), default=None, help=f"{docs.get(f.name, '')} (default {f.default})")

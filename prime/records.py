@@ -1,0 +1,125 @@
+"""Run records (ARCHITECTURE.md): writer, reader and schema, in one place.
+
+    runs/<name>/
+      config.json          the resolved config, code version, seed, model
+      status.json          state, step, last update, error
+      metrics.jsonl        one JSON object per step (PRIME_SPEC §9 names)
+      rollouts/step_000001.parquet
+      checkpoints/step_000010/
+
+Every write is atomic: a temporary file in the same directory, then a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prime.errors import UserError
+
+STATES = ("running", "finished", "failed", "stopped")
+
+ROLLOUT_SCHEMA = pa.schema([
+    ("step", pa.int64()), ("prompt_id", pa.int64()), ("sample_idx", pa.int64()),
+    ("prompt", pa.string()), ("response", pa.string()), ("reference_answer", pa.string()),
+    ("outcome_reward", pa.float64()), ("verifier_detail", pa.string()),
+    ("prompt_acc", pa.float64()), ("filter_decision", pa.string()),
+    ("token_ids", pa.list_(pa.int64())), ("tokens", pa.list_(pa.string())),
+    ("policy_logp_old", pa.list_(pa.float64())), ("prm_logp", pa.list_(pa.float64())),
+    ("ref_logp", pa.list_(pa.float64())), ("process_reward", pa.list_(pa.float64())),
+    ("advantage", pa.list_(pa.float64())),
+])
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+
+
+def code_version() -> str:
+    """The git commit of the engine (with '+dirty' for local changes), or 'unknown'."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_status(run: Path, state: str, step: int, error: str | None = None) -> None:
+    assert state in STATES, state
+    atomic_write_json(run / "status.json", {"state": state, "step": step, "updated": time.time(), "error": error})
+
+
+def append_metrics(run: Path, metrics: dict) -> None:
+    """Rewrite metrics.jsonl with one more line (atomic: never a half-written line).
+
+    Rewriting is O(steps) per step, which stays small (kilobytes per step) next to a step's
+    compute, and keeps the file consistent after a crash at any moment.
+    """
+    path = run / "metrics.jsonl"
+    old = path.read_bytes() if path.exists() else b""
+    atomic_write_bytes(path, old + (json.dumps(metrics, allow_nan=False) + "\n").encode())
+
+
+def write_rollouts(run: Path, step: int, rows: list[dict]) -> Path:
+    path = run / "rollouts" / f"step_{step:06d}.parquet"
+    table = pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
+
+
+def read_metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{i}: malformed metrics line ({e.msg}); the run's records are damaged") from None
+    return out
+
+
+def read_rollouts(run: Path, step: int):
+    """The step's rollouts as a pandas DataFrame."""
+    path = run / "rollouts" / f"step_{step:06d}.parquet"
+    try:
+        return pq.read_table(path).to_pandas()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no rollouts for step {step}") from None
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path}: unreadable parquet ({e}); the file is damaged") from None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}); the run's records are damaged") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return obj

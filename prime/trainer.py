@@ -1,0 +1,392 @@
+"""The PRIME loop (PRIME_SPEC §7), top to bottom: sample, verify, filter, PRM, reference and
+old log-probs, advantages, PPO, records. One function per stage, called in that order."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from prime import records
+from prime.advantages import outcome_advantages, process_advantages, whiten
+from prime.config import TrainConfig
+from prime.errors import UserError
+from prime.filtering import KEPT, TRUNCATED, filter_decisions
+from prime.losses import pairwise_accuracy, ppo_loss, prm_ce_loss
+from prime.models import LoraSettings, Roles, make_batch, resolve_model
+from prime.rewards import batch_norm_rewards, implicit_rewards
+from prime.rollout import encode_prompt, generate
+from prime.score import token_texts
+from prime.tasks import load_task
+from prime.verifiers import verify_math
+
+
+class TrainingFailed(Exception):
+    """A non-finite loss or similar: the run stops with status `failed`."""
+
+
+@dataclass
+class Group:
+    """One prompt and its K sampled responses, verified and decided."""
+
+    prompt_id: int
+    prompt: str
+    answer: str
+    prompt_ids: list[int]
+    responses: list[list[int]]
+    texts: list[str]
+    outcome: list[float | None]
+    detail: list[str]
+    truncated: list[bool]
+    acc: float = 0.0
+    decision: str = ""
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint must restore besides weights: where the data stream is."""
+
+    step: int = 0
+    cursor: int = 0
+    buffer: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- stages
+
+def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConfig, seed: int) -> list[Group]:
+    """§7.1: K responses per prompt from the policy (temperature, top-p from the config)."""
+    tok, K = roles.tokenizer, cfg.samples_per_prompt
+    prompt_ids = [encode_prompt(tok, rows[i]["prompt"]) for i in ids]
+    torch.manual_seed(seed)
+    with roles.role("policy") as model:
+        responses = generate(model, tok, [p for p in prompt_ids for _ in range(K)], cfg.max_new_tokens,
+                             temperature=cfg.temperature, top_p=cfg.top_p)
+    groups = []
+    for n, i in enumerate(ids):
+        resp = responses[n * K : (n + 1) * K]
+        groups.append(Group(i, rows[i]["prompt"], rows[i]["answer"], prompt_ids[n], resp,
+                            [tok.decode(r, skip_special_tokens=True) for r in resp], [], [],
+                            [not r or r[-1] != tok.eos_token_id for r in resp]))
+    return groups
+
+
+def verify_groups(groups: list[Group]) -> None:
+    """§7.2: outcome reward per response; unscorable counts as 0 (kept as None in records)."""
+    for g in groups:
+        verdicts = [verify_math(t, g.answer) for t in g.texts]
+        g.outcome = [v.score for v in verdicts]
+        g.detail = [v.detail for v in verdicts]
+        g.acc = sum(v.reward for v in verdicts) / len(verdicts)
+
+
+def decide(groups: list[Group], cfg: TrainConfig) -> None:
+    """§7.3: the accuracy filter's decision for every prompt."""
+    acc = torch.tensor([g.acc for g in groups], dtype=torch.float64)
+    trunc = torch.tensor([any(g.truncated) for g in groups]) if cfg.filter_truncated else None
+    for g, d in zip(groups, filter_decisions(acc, cfg.filter_low, cfg.filter_high, trunc)):
+        g.decision = d
+
+
+def micro_slices(B: int, size: int):
+    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
+
+
+def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """§7.4: PRM forward → token rewards; CE update (single forward by default).
+
+    Returns (prm_logp, ref_logp, stats), log-probs (B, T) detached. In single-forward mode the
+    rewards come from the PRM before this update (the authors' `update: after`).
+    """
+    K, B = cfg.samples_per_prompt, batch.input_ids.shape[0]
+    update = cfg.algo == "prime" and cfg.prm == "online"
+    ref_logp = roles.logprobs("ref", batch)
+    prm_parts, loss_total = [], 0.0
+    if update:
+        prm_opt.zero_grad(set_to_none=True)
+    for sl in micro_slices(B, cfg.micro_batch):
+        sub = type(batch)(batch.input_ids[sl], batch.attention_mask[sl], batch.response_mask[sl])
+        prm_logp = roles.logprobs("prm", sub, grad=update)
+        if update:
+            seq_reward = cfg.beta * ((prm_logp - ref_logp[sl]) * mask[sl]).sum(-1)  # (b,) r_φ(y)
+            loss = prm_ce_loss(seq_reward, outcome[sl]) * (prm_logp.shape[0] / B)
+            if not torch.isfinite(loss):
+                raise TrainingFailed(f"PRM loss is {loss.item()} (non-finite); lower --prm-lr or check the data")
+            loss.backward()
+            loss_total += loss.item()
+        prm_parts.append(prm_logp.detach())
+    prm_logp = torch.cat(prm_parts)
+    seq_reward = cfg.beta * ((prm_logp - ref_logp) * mask).sum(-1)
+    stats = {"reward_model/dpo_acc_before": pairwise_accuracy(seq_reward, outcome, K).item()}
+    if update:
+        grad_norm = torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("prm"), cfg.prm_grad_clip)
+        prm_opt.step()
+        stats |= {"reward_model/loss": loss_total, "reward_model/grad_norm": grad_norm.item()}
+        if cfg.prm_update == "double":
+            prm_logp = roles.logprobs("prm", batch)
+    return prm_logp, ref_logp, stats
+
+
+def advantage_stage(outcome, process_reward, mask, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """§7.6: Eq. 5 (outcome RLOO + process RLOO returns), then whitening. Returns (A, returns)."""
+    K = cfg.samples_per_prompt
+    returns = outcome_advantages(outcome, mask, K)
+    if cfg.algo == "prime":
+        returns = returns + process_advantages(process_reward, mask, K, cfg.gamma, cfg.process_baseline)
+    return whiten(returns, mask), returns
+
+
+def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> dict:
+    """§7.7: one PPO epoch, one mini-batch of all kept rollouts, micro-batches accumulated so the
+    loss is the mean over all response tokens."""
+    n_tokens = mask.sum()
+    policy_opt.zero_grad(set_to_none=True)
+    totals = {"actor/pg_loss": 0.0, "actor/pg_clipfrac": 0.0, "actor/ppo_kl": 0.0, "actor/entropy": 0.0}
+    for sl in micro_slices(batch.input_ids.shape[0], cfg.micro_batch):
+        sub = type(batch)(batch.input_ids[sl], batch.attention_mask[sl], batch.response_mask[sl])
+        logp = roles.logprobs("policy", sub, grad=True)
+        loss, stats = ppo_loss(logp, old_logp[sl], advantages[sl], mask[sl], cfg.clip_eps)
+        weight = mask[sl].sum() / n_tokens
+        if not torch.isfinite(loss):
+            raise TrainingFailed(f"policy loss is {loss.item()} (non-finite); lower --policy-lr")
+        (loss * weight).backward()
+        totals["actor/pg_loss"] += loss.item() * weight.item()
+        totals["actor/pg_clipfrac"] += stats["pg_clipfrac"] * weight.item()
+        totals["actor/ppo_kl"] += stats["ppo_kl"] * weight.item()
+        # Monte-Carlo entropy: mean −log π of the sampled tokens (no full-vocabulary pass).
+        totals["actor/entropy"] += (-(old_logp[sl] * mask[sl]).sum() / n_tokens).item()
+    totals["actor/grad_norm"] = torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("policy"), cfg.policy_grad_clip).item()
+    policy_opt.step()
+    return totals
+
+
+def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index, cfg):
+    """One record row per response, kept and filtered-out alike (ARCHITECTURE.md)."""
+    rows = []
+    for g in groups:
+        for k in range(len(g.responses)):
+            b = kept_index.get((g.prompt_id, k))
+            ids = g.responses[k]
+
+            def per_token(x):
+                return [] if b is None or x is None else x[b][: len(ids)].tolist()
+
+            rows.append({
+                "step": step, "prompt_id": g.prompt_id, "sample_idx": k, "prompt": g.prompt, "response": g.texts[k],
+                "reference_answer": g.answer, "outcome_reward": g.outcome[k], "verifier_detail": g.detail[k],
+                "prompt_acc": g.acc, "filter_decision": g.decision, "token_ids": ids, "tokens": token_texts(tok, ids),
+                "policy_logp_old": per_token(old_logp), "prm_logp": per_token(prm_logp), "ref_logp": per_token(ref_logp),
+                "process_reward": per_token(process_reward), "advantage": per_token(advantages),
+            })
+    return rows
+
+
+def stats3(name: str, values: torch.Tensor) -> dict:
+    return {f"{name}/mean": values.mean().item(), f"{name}/max": values.max().item(), f"{name}/min": values.min().item()}
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run: Path, state: LoopState, roles: Roles, prm_opt, policy_opt) -> None:
+    """adapters + optimizers + data-stream position, written to a temporary dir then renamed."""
+    final = run / "checkpoints" / f"step_{state.step:06d}"
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    roles.save_adapters(tmp)
+    torch.save({"prm": prm_opt.state_dict(), "policy": policy_opt.state_dict()}, tmp / "optimizers.pt")
+    records.atomic_write_json(tmp / "state.json", asdict(state))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def load_checkpoint(ckpt: Path, roles: Roles, prm_opt, policy_opt) -> LoopState:
+    roles.load_adapters(ckpt)
+    opts = torch.load(ckpt / "optimizers.pt", weights_only=True)
+    prm_opt.load_state_dict(opts["prm"])
+    policy_opt.load_state_dict(opts["policy"])
+    return LoopState(**records.read_json(ckpt / "state.json"))
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    done = sorted(p for p in (run / "checkpoints").glob("step_*") if not p.name.endswith(".partial"))
+    return done[-1] if done else None
+
+
+# ---------------------------------------------------------------------------- the loop
+
+def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> float:
+    """Greedy accuracy of the policy on held-out rows (eval/acc)."""
+    tok = roles.tokenizer
+    with roles.role("policy") as model:
+        out = generate(model, tok, [encode_prompt(tok, r["prompt"]) for r in rows], cfg.max_new_tokens, greedy=True)
+    return sum(verify_math(tok.decode(o, skip_special_tokens=True), r["answer"]).reward for o, r in zip(out, rows)) / len(rows)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) PRIME for cfg.steps steps; returns the run directory."""
+    run = Path(cfg.out)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)  # adapter init
+    roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
+                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device)
+    tok = roles.tokenizer
+    prm_opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
+    policy_opt = torch.optim.AdamW(roles.adapter_parameters("policy"), lr=cfg.policy_lr)
+    train_rows = load_task(cfg.task, "train")
+    test_rows = load_task(cfg.task, "test")[: cfg.eval_n]
+    order = list(range(len(train_rows)))
+    random.Random(cfg.seed).shuffle(order)
+
+    state = LoopState()
+    if resume and (ckpt := latest_checkpoint(run)) is not None:
+        state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
+        kept_metrics = [m for m in records.read_metrics(run) if m["step"] <= state.step]
+        records.atomic_write_bytes(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept_metrics).encode())
+        for stale in (run / "rollouts").glob("step_*.parquet"):
+            if int(stale.stem.removeprefix("step_")) > state.step:
+                stale.unlink()
+    elif not resume:
+        if (run / "status.json").exists():
+            raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
+        records.atomic_write_json(run / "config.json", {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
+                                                        "code_version": records.code_version()})
+    records.write_status(run, "running", state.step)
+
+    stop = {"requested": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nstopping after the current step (Ctrl-C again to abort now)")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=state.step, desc=run.name, unit="step")
+    t_run = time.time()
+    try:
+        while state.step < cfg.steps and not stop["requested"]:
+            metrics = one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, policy_opt, run)
+            metrics["time/wall_s"] = time.time() - t_run
+            records.append_metrics(run, metrics)
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                save_checkpoint(run, state, roles, prm_opt, policy_opt)
+            records.write_status(run, "running", state.step)
+            if bar:
+                bar.update(1)
+                bar.set_postfix(acc="-" if metrics["acc"] is None else f"{metrics['acc']:.2f}",
+                                kept=f"{metrics['filter/kept_fraction']:.2f}")
+    except TrainingFailed as e:
+        records.write_status(run, "failed", state.step, str(e))
+        raise UserError(f"run {run} failed at step {state.step + 1}: {e}; the last checkpoint stays loadable") from None
+    except KeyboardInterrupt:
+        records.write_status(run, "stopped", state.step, "interrupted")
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar:
+            bar.close()
+    records.write_status(run, "finished" if state.step >= cfg.steps else "stopped", state.step)
+    return run
+
+
+def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, policy_opt, run) -> dict:
+    """One PRIME iteration (§7.1–7.8); advances `state`."""
+    P, K = cfg.prompts_per_step, cfg.samples_per_prompt
+    step = state.step + 1
+    t0 = time.time()
+    timing = {"gen": 0.0, "verify": 0.0}
+
+    # 1–3. draw, sample, verify, filter; refill until P prompts are kept
+    drawn: list[Group] = []
+    kept: list[Group] = [Group(**g) for g in state.buffer[:P]]
+    state.buffer = state.buffer[P:]
+    draws = 0
+    while len(kept) < P and draws < cfg.max_draws_per_step and state.cursor < len(order):
+        ids = [order[i] for i in range(state.cursor, min(state.cursor + P, len(order)))]
+        state.cursor += len(ids)
+        t = time.time()
+        groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws)
+        timing["gen"] += time.time() - t
+        t = time.time()
+        verify_groups(groups)
+        timing["verify"] += time.time() - t
+        decide(groups, cfg)
+        drawn += groups
+        kept += [g for g in groups if g.decision == KEPT]
+        draws += 1
+    state.buffer = [asdict(g) for g in kept[P:]] + state.buffer
+    kept = kept[:P]
+    decisions = [g.decision for g in drawn]
+    metrics = {"step": step, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
+               **{f"filter/{d}": decisions.count(d) for d in ("kept", "too_easy", "too_hard", "truncated")},
+               "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
+               "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
+
+    shown = drawn + [g for g in kept if all(g is not d for d in drawn)]  # buffered groups appear in the step that uses them
+    if not kept:
+        records.write_rollouts(run, step, rollout_rows(step, shown, tok, None, None, None, None, None, {}, cfg))
+        state.step = step
+        return {**metrics, "acc": None, "timing_s/step": time.time() - t0}
+
+    # 4. PRM forward on kept rollouts → token rewards; PRM update
+    batch = make_batch([g.prompt_ids for g in kept for _ in range(K)], [r for g in kept for r in g.responses],
+                       tok.pad_token_id)
+    mask = batch.response_mask.float().to(roles.device)
+    outcome = torch.tensor([0.0 if o is None else o for g in kept for o in g.outcome], device=roles.device)
+    t = time.time()
+    prm_logp, ref_logp, prm_stats = prm_stage(roles, batch, mask, outcome, cfg, prm_opt)
+    timing["prm"] = time.time() - t
+    raw = implicit_rewards(prm_logp, ref_logp, mask, cfg.beta)
+    process_reward = batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
+
+    # 5. old policy log-probs (the reference ones came with the PRM forward)
+    t = time.time()
+    old_logp = roles.logprobs("policy", batch)
+    timing["ref"] = time.time() - t
+
+    # 6. advantages
+    t = time.time()
+    advantages, returns = advantage_stage(outcome, process_reward, mask, cfg)
+    timing["adv"] = time.time() - t
+
+    # 7. PPO update of the policy
+    t = time.time()
+    actor = policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt)
+    timing["update_actor"] = time.time() - t
+
+    # 8. records: every number above, per token
+    def unpad(x):
+        sel = batch.response_mask.bool()
+        return [x[b][sel[b]].cpu() for b in range(x.shape[0])]
+
+    kept_index = {(g.prompt_id, k): n * K + k for n, g in enumerate(kept) for k in range(K)}
+    use_prm = cfg.algo == "prime"
+    rows = rollout_rows(step, shown, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
+                        unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg)
+    records.write_rollouts(run, step, rows)
+    tokens = mask.bool()
+    lengths = mask.sum(-1)
+    metrics |= {"acc": outcome.mean().item(), **prm_stats, **actor,
+                **stats3("critic/advantages", advantages[tokens]), **stats3("critic/returns", returns[tokens]),
+                **stats3("response_length", lengths),
+                "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}
+    if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+        t = time.time()
+        metrics["eval/acc"] = evaluate(roles, test_rows, cfg)
+        timing["eval"] = time.time() - t
+    metrics |= {f"timing_s/{k}": v for k, v in timing.items()} | {"timing_s/step": time.time() - t0}
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise TrainingFailed(f"metric {k} is {v}")
+    state.step = step
+    return metrics
