@@ -324,15 +324,16 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
         drawn += groups
         kept += [g for g in groups if g.decision == KEPT]
         draws += 1
-    state.buffer = [asdict(g) for g in kept[P:]] + state.buffer
-    kept = kept[:P]
+    kept, surplus = kept[:P], kept[P:]
+    state.buffer = [asdict(g) for g in surplus] + state.buffer
     decisions = [g.decision for g in drawn]
     metrics = {"step": step, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
                **{f"filter/{d}": decisions.count(d) for d in ("kept", "too_easy", "too_hard", "truncated")},
                "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
                "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
 
-    shown = drawn + [g for g in kept if all(g is not d for d in drawn)]  # buffered groups appear in the step that uses them
+    # A kept group is recorded in the step that trains on it: surplus waits for a later step.
+    shown = [g for g in drawn if all(g is not s for s in surplus)] + [g for g in kept if all(g is not d for d in drawn)]
     if not kept:
         records.write_rollouts(run, step, rollout_rows(step, shown, tok, None, None, None, None, None, {}, cfg))
         state.step = step
