@@ -67,6 +67,10 @@ class TrainConfig:
     """4bit (NF4, double quantisation) or none"""
     layout: str = "shared"
     """shared (one base, two adapters) or separate (three copies)"""
+    sampler: str = "merged"
+    """merged: sample from a full-precision copy of the policy (base dequantised + LoRA merged,
+    refreshed every step; fast, costs one unquantised copy); adapter: sample through the 4-bit
+    base and the adapter (least memory, slower). Log-probs always come from the 4-bit roles."""
     seed: int = 0
     """seeds data order, sampling and adapter init"""
     eval_every: int = 10
@@ -79,7 +83,8 @@ class TrainConfig:
     def __post_init__(self):
         choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
                    "reward_norm": ("batch_norm", "none"), "process_baseline": ("paper", "code"),
-                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "task": ("arith", "gsm8k")}
+                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "task": ("arith", "gsm8k"),
+                   "sampler": ("merged", "adapter")}
         from prime.errors import UserError
 
         for name, allowed in choices.items():

@@ -303,6 +303,50 @@ class Roles:
             hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
             return token_logprobs(hidden, lm.get_output_embeddings(), ids, resp, chunk_rows)
 
+    # -- a fast sampler
+    def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:
+        """Full-precision weights of `role`: the 4-bit base dequantised (exactly the values its
+        matmuls use) plus the adapter's LoRA delta B·A·scale, named as in a plain model."""
+        import bitsandbytes as bnb
+        from peft.tuners.lora import LoraLayer
+
+        lm = self.causal_lm(self.models[role])
+        state = {}
+        with torch.no_grad():
+            for name, module in lm.named_modules():
+                if not isinstance(module, LoraLayer):
+                    continue
+                base = module.get_base_layer()
+                w = base.weight
+                w = bnb.functional.dequantize_4bit(w.data, w.quant_state) if hasattr(w, "quant_state") else w.detach()
+                w = w.float()
+                if role in module.lora_A:
+                    w = w + module.get_delta_weight(role).float()
+                state[f"{name}.weight"] = w
+                if base.bias is not None:
+                    state[f"{name}.bias"] = base.bias.detach().float()
+            for name, p in lm.named_parameters():
+                if "lora_" not in name and ".base_layer." not in name:
+                    state[name] = p.detach().float()
+        return state
+
+    def sampler(self):
+        """A plain full-precision copy of the policy for sampling, refreshed from the adapter on
+        every call (cheap next to generation). Sampling through peft + bitsandbytes costs a
+        dequantisation per layer per token; the copy samples the same distribution, and the
+        PPO ratio uses log-probs recomputed by the real 4-bit policy (PRIME_SPEC §6)."""
+        from transformers import AutoModelForCausalLM
+
+        if getattr(self, "_sampler", None) is None:
+            config = self.causal_lm(self.models["ref"]).config
+            self._sampler = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(self.device).eval()
+            self._sampler.requires_grad_(False)
+        missing, unexpected = self._sampler.load_state_dict(self.merged_state_dict("policy"), strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise RuntimeError(f"sampler weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        self._sampler.tie_weights()
+        return self._sampler
+
     # -- persistence
     def save_adapters(self, out_dir: Path) -> None:
         """Save both adapters (peft format) under out_dir/policy and out_dir/prm."""

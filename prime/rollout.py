@@ -17,22 +17,54 @@ def encode_prompt(tokenizer, question: str) -> list[int]:
     return tokenizer(format_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
 
 
+def _next_token(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool) -> torch.Tensor:
+    """Pick one token per row from last-position logits (B, V) -> (B,). Plain softmax sampling
+    at `temperature`, nucleus truncation only when top_p < 1 (PRIME samples at 1.0 / 1.0)."""
+    if greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p.masked_fill(outside, 0.0))
+    return torch.multinomial(probs, 1).squeeze(-1)
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
              top_p: float = 1.0, greedy: bool = False, batch_size: int = 256) -> list[list[int]]:
     """Sample one response per prompt; returns response token ids, ending with EOS when the
-    model stopped (a response without EOS hit the length limit). Left-padded batches."""
+    model stopped (a response without EOS hit the length limit).
+
+    A plain KV-cached loop over left-padded batches: on small models HF's generate() spends
+    most of its time in per-token bookkeeping, and we need none of its options.
+    """
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     out: list[list[int]] = []
     for i in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[i : i + batch_size]
         T = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (T - len(p)) + p for p in chunk], device=device)
-        attn = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in chunk], device=device)
-        kwargs = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        seqs = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens,
-                              eos_token_id=eos, pad_token_id=pad, **kwargs)
-        for row in seqs[:, T:].tolist():
+        ids = torch.tensor([[pad] * (T - len(p)) + p for p in chunk], device=device)  # (B, T)
+        attn = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in chunk], device=device)  # (B, T)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
+        done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+        steps = []
+        for _ in range(max_new_tokens):
+            tok = torch.where(done, torch.full_like(done, pad, dtype=torch.long), _next_token(logits, temperature, top_p, greedy))
+            steps.append(tok)
+            done = done | (tok == eos)
+            if done.all():
+                break
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
+            pos = pos[:, -1:] + 1
+            logits = model(input_ids=tok[:, None], attention_mask=attn, position_ids=pos, past_key_values=cache,
+                           use_cache=True).logits[:, -1]
+        for row in torch.stack(steps, dim=1).tolist():
             out.append(row[: row.index(eos) + 1] if eos in row else row)
     return out

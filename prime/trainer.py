@@ -3,6 +3,7 @@ old log-probs, advantages, PPO, records. One function per stage, called in that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -65,7 +66,7 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
     tok, K = roles.tokenizer, cfg.samples_per_prompt
     prompt_ids = [encode_prompt(tok, rows[i]["prompt"]) for i in ids]
     torch.manual_seed(seed)
-    with roles.role("policy") as model:
+    with policy_sampler(roles, cfg) as model:
         responses = generate(model, tok, [p for p in prompt_ids for _ in range(K)], cfg.max_new_tokens,
                              temperature=cfg.temperature, top_p=cfg.top_p)
     groups = []
@@ -75,6 +76,13 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
                             [tok.decode(r, skip_special_tokens=True) for r in resp], [], [],
                             [not r or r[-1] != tok.eos_token_id for r in resp]))
     return groups
+
+
+def policy_sampler(roles: Roles, cfg: TrainConfig):
+    """The model that samples for the policy (config field `sampler`)."""
+    if cfg.sampler == "merged":
+        return contextlib.nullcontext(roles.sampler())
+    return roles.role("policy")
 
 
 def verify_groups(groups: list[Group]) -> None:
@@ -223,7 +231,7 @@ def latest_checkpoint(run: Path) -> Path | None:
 def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> float:
     """Greedy accuracy of the policy on held-out rows (eval/acc)."""
     tok = roles.tokenizer
-    with roles.role("policy") as model:
+    with policy_sampler(roles, cfg) as model:
         out = generate(model, tok, [encode_prompt(tok, r["prompt"]) for r in rows], cfg.max_new_tokens, greedy=True)
     return sum(verify_math(tok.decode(o, skip_special_tokens=True), r["answer"]).reward for o, r in zip(out, rows)) / len(rows)
 

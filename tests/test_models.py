@@ -107,3 +107,20 @@ def test_separate_and_unquantized_layouts(micro_model_dir, roles):
     assert 0 < diff.mean() < 0.5  # 4-bit is close to, but not the same as, full precision
     assert roles.memory_bytes() < full.memory_bytes()
     assert roles.memory_bytes() < sep.memory_bytes()
+
+
+def test_merged_sampler_equals_the_4bit_policy(micro_model_dir):
+    """The full-precision sampler computes the same log-probs as base(4-bit) + policy adapter."""
+    torch.manual_seed(0)
+    roles = Roles(micro_model_dir, device=torch.device("cpu"))
+    with torch.no_grad():
+        for p in roles.adapter_parameters("policy"):
+            p.add_(0.05 * torch.randn_like(p))
+    batch = _batch(roles)
+    sampler = roles.sampler()
+    with torch.no_grad():
+        logits = sampler(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+    expected = roles.logprobs("policy", batch)[:, 1:]
+    m = batch.response_mask[:, 1:].bool()
+    torch.testing.assert_close(logp[m], expected[m], atol=1e-4, rtol=1e-4)
