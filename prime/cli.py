@@ -119,6 +119,32 @@ def _train(args) -> None:
     print(train(cfg, resume=bool(args.resume)))
 
 
+def _eval(args) -> None:
+    import torch
+
+    from prime.evaluate import accuracy
+    from prime.models import LoraSettings, Roles, resolve_model
+    from prime.records import read_json
+    from prime.score import checkpoint_dir
+    from prime.tasks import load_task
+
+    cfg = read_json(Path(args.run) / "config.json")
+    ckpt = checkpoint_dir(Path(args.run), args.step)
+    try:
+        model_name, task, r, max_new = cfg["model"]["name"], cfg["task"], cfg["lora_r"], cfg["max_new_tokens"]
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{args.run}/config.json: missing field {e}; is it a run made by `prime train`?") from None
+    roles = Roles(resolve_model(model_name), quant=cfg.get("quant", "4bit"), lora=LoraSettings(r=r, alpha=2 * r))
+    roles.load_adapters(ckpt)
+    rows = load_task(task, args.split)[: args.n]
+    model, tok = roles.sampler(), roles.tokenizer
+    greedy = accuracy(model, tok, rows, max_new, greedy=True)
+    sampled = accuracy(model, tok, rows, max_new, greedy=False, seed=args.seed)
+    out = {"run": args.run, "checkpoint": ckpt.name, "split": args.split, "n": len(rows),
+           "greedy_acc": greedy["acc"], "sampled_acc": sampled["acc"], "unscorable": greedy["unscorable"]}
+    print(json.dumps(out))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prime", description="PRIME Workbench engine: implicit process rewards, on one 4-bit base.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -137,6 +163,14 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(t)
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (its config, overridable)")
     t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="accuracy of a run's policy on a held-out split (greedy and sampled)")
+    e.add_argument("--run", required=True, help="run directory")
+    e.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    e.add_argument("--split", default="test", choices=("train", "val", "test"))
+    e.add_argument("--n", type=int, default=200, help="problems to evaluate (default 200)")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed")
+    e.set_defaults(func=_eval)
 
     s = sub.add_parser("score", help="per-token implicit rewards of one response")
     s.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")

@@ -93,3 +93,51 @@ def test_records_recompute(smoke_run):
         outcome = torch.tensor(kept.outcome_reward.fillna(0.0).values, dtype=torch.float64)
         A = whiten(outcome_advantages(outcome, mask, K) + process_advantages(pad("process_reward"), mask, K), mask)
         torch.testing.assert_close(A, pad("advantage"), atol=1e-5, rtol=0)
+
+
+def _comparable(run, step):
+    df = pd.read_parquet(run / "rollouts" / f"step_{step:06d}.parquet")
+    df["outcome_reward"] = df["outcome_reward"].fillna(-1.0)  # unscorable: NaN never equals NaN
+    return {c: [list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in df[c]] for c in df.columns}
+
+
+def test_stop_and_resume_gives_the_same_records(tmp_path, tiny_dir):
+    from prime.trainer import train
+
+    common = dict(prompts_per_step=2, eval_every=0, max_new_tokens=100, policy_lr=1e-3, prm_lr=1e-3)
+    whole = tmp_path / "whole"
+    train(TrainConfig(out=str(whole), steps=3, **common), progress=False)
+    part = tmp_path / "part"
+    train(TrainConfig(out=str(part), steps=2, **common), progress=False)
+    assert json.loads((part / "status.json").read_text())["step"] == 2
+    train(TrainConfig(out=str(part), steps=3, **common), resume=True, progress=False)
+    strip = lambda ms: [{k: v for k, v in m.items() if not k.startswith(("timing_s/", "time/"))} for m in ms]
+    assert strip(read_metrics(part)) == strip(read_metrics(whole))
+    for step in (1, 2, 3):
+        assert _comparable(part, step) == _comparable(whole, step), step
+
+
+def test_non_finite_loss_fails_the_run_cleanly(tmp_path, tiny_dir, monkeypatch):
+    from prime import trainer
+    from prime.errors import UserError
+
+    run = tmp_path / "nan"
+    cfg = TrainConfig(out=str(run), steps=2, prompts_per_step=2, eval_every=0, max_new_tokens=100)
+    real = trainer.ppo_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, stats = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan"), stats) if calls["n"] > 1 else (loss, stats)
+
+    # step 1 trains normally (one micro-batch); step 2's loss is NaN
+    monkeypatch.setattr(trainer, "ppo_loss", poisoned)
+    with pytest.raises(UserError, match="non-finite"):
+        trainer.train(cfg, progress=False)
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "non-finite" in status["error"] and status["step"] == 1
+    from prime.models import Roles
+
+    roles = Roles(tiny_dir, device=torch.device("cpu"))
+    roles.load_adapters(run / "checkpoints" / "step_000001")  # the last checkpoint stays loadable
