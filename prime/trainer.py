@@ -65,8 +65,8 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
     """§7.1: K responses per prompt from the policy (temperature, top-p from the config)."""
     tok, K = roles.tokenizer, cfg.samples_per_prompt
     prompt_ids = [encode_prompt(tok, rows[i]["prompt"]) for i in ids]
-    torch.manual_seed(seed)
     with policy_sampler(roles, cfg) as model:
+        torch.manual_seed(seed)  # after the sampler exists: building it draws random init weights
         responses = generate(model, tok, [p for p in prompt_ids for _ in range(K)], cfg.max_new_tokens,
                              temperature=cfg.temperature, top_p=cfg.top_p)
     groups = []

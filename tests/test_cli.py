@@ -113,3 +113,14 @@ def test_build_reports_cached_path(tiny_dir):
     result = prime("models", "build", "tiny")
     assert result.returncode == 0 and result.stdout.strip() == str(tiny_dir)
     assert (tiny_dir / MANIFEST).is_file()
+
+
+def test_score_accepts_a_local_model_directory(micro_model_dir):
+    result = prime(*score_args(str(micro_model_dir)), "--json")
+    assert result.returncode == 0, result.stderr
+    assert all(t["reward"] == 0.0 for t in json.loads(result.stdout)["tokens"])
+
+
+def test_not_a_model_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(prime(*score_args(str(tmp_path / "empty"))), "incomplete or corrupt", "config.json")
