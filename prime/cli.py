@@ -120,7 +120,6 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
-    import torch
 
     from prime.evaluate import accuracy
     from prime.models import LoraSettings, Roles, resolve_model

@@ -18,8 +18,9 @@ import torch
 from prime import records
 from prime.advantages import outcome_advantages, process_advantages, whiten
 from prime.config import TrainConfig
+from prime.evaluate import accuracy
 from prime.errors import UserError
-from prime.filtering import KEPT, TRUNCATED, filter_decisions
+from prime.filtering import KEPT, filter_decisions
 from prime.losses import pairwise_accuracy, ppo_loss, prm_ce_loss
 from prime.models import LoraSettings, Roles, make_batch, resolve_model
 from prime.rewards import batch_norm_rewards, implicit_rewards
@@ -230,10 +231,8 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> float:
     """Greedy accuracy of the policy on held-out rows (eval/acc)."""
-    tok = roles.tokenizer
     with policy_sampler(roles, cfg) as model:
-        out = generate(model, tok, [encode_prompt(tok, r["prompt"]) for r in rows], cfg.max_new_tokens, greedy=True)
-    return sum(verify_math(tok.decode(o, skip_special_tokens=True), r["answer"]).reward for o, r in zip(out, rows)) / len(rows)
+        return accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=True)["acc"]
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 
 
 def test_app_builds(tmp_path):
