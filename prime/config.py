@@ -71,6 +71,8 @@ class TrainConfig:
     """merged: sample from a full-precision copy of the policy (base dequantised + LoRA merged,
     refreshed every step; fast, costs one unquantised copy); adapter: sample through the 4-bit
     base and the adapter (least memory, slower). Log-probs always come from the 4-bit roles."""
+    skip_bad_rows: bool = False
+    """skip malformed dataset rows (counted in status.json and the log) instead of stopping"""
     seed: int = 0
     """seeds data order, sampling and adapter init"""
     eval_every: int = 10

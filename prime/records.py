@@ -63,9 +63,9 @@ def code_version() -> str:
         return "unknown"
 
 
-def write_status(run: Path, state: str, step: int, error: str | None = None) -> None:
+def write_status(run: Path, state: str, step: int, error: str | None = None, **extra) -> None:
     assert state in STATES, state
-    atomic_write_json(run / "status.json", {"state": state, "step": step, "updated": time.time(), "error": error})
+    atomic_write_json(run / "status.json", {"state": state, "step": step, "updated": time.time(), "error": error, **extra})
 
 
 def append_metrics(run: Path, metrics: dict) -> None:

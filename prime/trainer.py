@@ -245,8 +245,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     tok = roles.tokenizer
     prm_opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
     policy_opt = torch.optim.AdamW(roles.adapter_parameters("policy"), lr=cfg.policy_lr)
-    train_rows = load_task(cfg.task, "train")
-    test_rows = load_task(cfg.task, "test")[: cfg.eval_n]
+    skipped: list[str] | None = [] if cfg.skip_bad_rows else None
+    train_rows = load_task(cfg.task, "train", skipped=skipped)
+    test_rows = load_task(cfg.task, "test", skipped=skipped)[: cfg.eval_n]
+    if skipped:
+        print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
     order = list(range(len(train_rows)))
     random.Random(cfg.seed).shuffle(order)
 
@@ -263,7 +266,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
         records.atomic_write_json(run / "config.json", {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
                                                         "code_version": records.code_version()})
-    records.write_status(run, "running", state.step)
+    n_skipped = len(skipped or [])
+    records.write_status(run, "running", state.step, skipped_rows=n_skipped)
 
     stop = {"requested": False}
     previous = signal.getsignal(signal.SIGINT)
@@ -287,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             records.append_metrics(run, metrics)
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
                 save_checkpoint(run, state, roles, prm_opt, policy_opt)
-            records.write_status(run, "running", state.step)
+            records.write_status(run, "running", state.step, skipped_rows=n_skipped)
             if bar:
                 bar.update(1)
                 bar.set_postfix(acc="-" if metrics["acc"] is None else f"{metrics['acc']:.2f}",
@@ -302,7 +306,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         signal.signal(signal.SIGINT, previous)
         if bar:
             bar.close()
-    records.write_status(run, "finished" if state.step >= cfg.steps else "stopped", state.step)
+    records.write_status(run, "finished" if state.step >= cfg.steps else "stopped", state.step, skipped_rows=n_skipped)
     return run
 
 

@@ -77,3 +77,20 @@ def test_unknown_task_and_split():
         load_task("algebra", "train")
     with pytest.raises(UserError, match="unknown split 'dev'"):
         load_task("arith", "dev")
+
+
+def test_skip_bad_rows_counts_them(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"id": 1, "prompt": "p", "answer": "1"}\n{oops\n\xff\n{"id": 2, "prompt": "q"}\n'
+                     b'{"id": 3, "prompt": "r", "answer": "3"}\n')
+    skipped = []
+    rows = read_jsonl(path, required=("id", "prompt", "answer"), skipped=skipped)
+    assert [r["id"] for r in rows] == [1, 3]
+    assert len(skipped) == 3 and skipped[0].startswith(f"{path}:2: malformed JSON")
+
+
+def test_empty_dataset_is_an_error(tmp_path):
+    (tmp_path / "arith").mkdir()
+    (tmp_path / "arith" / "train.jsonl").write_text("")
+    with pytest.raises(UserError, match="no usable rows"):
+        load_task("arith", "train", data_dir=tmp_path)

@@ -14,20 +14,25 @@ SPLIT_NAMES = ("train", "val", "test")
 GSM8K_HELD_OUT = {"val": 200, "test": 500}
 
 
-def load_task(name: str, split: str, data_dir: Path = DATA_DIR) -> list[dict]:
-    """Rows of a task split, with a clear error for an unknown task or split."""
+def load_task(name: str, split: str, data_dir: Path = DATA_DIR, skipped: list[str] | None = None) -> list[dict]:
+    """Rows of a task split, with a clear error for an unknown task or split. With `skipped`
+    (a list), malformed rows are skipped and described there instead of raising."""
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
     if split not in SPLIT_NAMES:
         raise UserError(f"unknown split {split!r} for task {name}; choose one of: {', '.join(SPLIT_NAMES)}")
     if name == "arith":
-        return read_jsonl(data_dir / "arith" / f"{split}.jsonl", required=("id", "prompt", "answer"))
-    return _gsm8k(split, data_dir)
+        rows = read_jsonl(data_dir / "arith" / f"{split}.jsonl", required=("id", "prompt", "answer"), skipped=skipped)
+    else:
+        rows = _gsm8k(split, data_dir, skipped)
+    if not rows:
+        raise UserError(f"task {name}, split {split}: no usable rows in {data_dir / name}; regenerate or fix the data")
+    return rows
 
 
-def _gsm8k(split: str, data_dir: Path) -> list[dict]:
+def _gsm8k(split: str, data_dir: Path, skipped: list[str] | None) -> list[dict]:
     path = data_dir / "gsm8k" / "train.jsonl.gz"
-    rows = read_jsonl(path, required=("question", "answer"))
+    rows = read_jsonl(path, required=("question", "answer"), skipped=skipped)
     out = []
     for i, r in enumerate(rows):
         *steps, final = r["answer"].strip().split("\n")
