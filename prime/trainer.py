@@ -62,11 +62,12 @@ class LoopState:
 
 # ---------------------------------------------------------------------------- stages
 
-def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConfig, seed: int) -> list[Group]:
-    """§7.1: K responses per prompt from the policy (temperature, top-p from the config)."""
+def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConfig, seed: int, merged=None) -> list[Group]:
+    """§7.1: K responses per prompt from the policy (temperature, top-p from the config).
+    `merged`: the step's full-precision sampler, built once per step (config `sampler`)."""
     tok, K = roles.tokenizer, cfg.samples_per_prompt
     prompt_ids = [encode_prompt(tok, rows[i]["prompt"]) for i in ids]
-    with policy_sampler(roles, cfg) as model:
+    with policy_sampler(roles, cfg, merged) as model:
         torch.manual_seed(seed)  # after the sampler exists: building it draws random init weights
         responses = generate(model, tok, [p for p in prompt_ids for _ in range(K)], cfg.max_new_tokens,
                              temperature=cfg.temperature, top_p=cfg.top_p)
@@ -79,10 +80,11 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
     return groups
 
 
-def policy_sampler(roles: Roles, cfg: TrainConfig):
-    """The model that samples for the policy (config field `sampler`)."""
+def policy_sampler(roles: Roles, cfg: TrainConfig, merged=None):
+    """The model that samples for the policy (config field `sampler`); `merged` reuses a
+    sampler already refreshed from the current policy adapter."""
     if cfg.sampler == "merged":
-        return contextlib.nullcontext(roles.sampler())
+        return contextlib.nullcontext(merged if merged is not None else roles.sampler())
     return roles.role("policy")
 
 
@@ -322,11 +324,12 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     kept: list[Group] = [Group(**g) for g in state.buffer[:P]]
     state.buffer = state.buffer[P:]
     draws = 0
+    merged = roles.sampler() if cfg.sampler == "merged" and len(kept) < P else None  # once per step: the policy is fixed until §7.7
     while len(kept) < P and draws < cfg.max_draws_per_step and state.cursor < len(order):
         ids = [order[i] for i in range(state.cursor, min(state.cursor + P, len(order)))]
         state.cursor += len(ids)
         t = time.time()
-        groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws)
+        groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws, merged=merged)
         timing["gen"] += time.time() - t
         t = time.time()
         verify_groups(groups)
