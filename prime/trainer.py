@@ -112,12 +112,14 @@ def micro_slices(B: int, size: int):
 def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """§7.4: PRM forward → token rewards; CE update (single forward by default).
 
-    Returns (prm_logp, ref_logp, stats), log-probs (B, T) detached. In single-forward mode the
+    Returns (prm_logp, ref_logp, stats), log-probs (B, T) detached; prm_logp is None for rloo. In single-forward mode the
     rewards come from the PRM before this update (the authors' `update: after`).
     """
     K, B = cfg.samples_per_prompt, batch.input_ids.shape[0]
     update = cfg.algo == "prime" and cfg.prm == "online"
     ref_logp = roles.logprobs("ref", batch)
+    if cfg.algo == "rloo":  # outcome only: no PRM forward (its log-probs would go unused)
+        return None, ref_logp, {}
     prm_parts, loss_total = [], 0.0
     if update:
         prm_opt.zero_grad(set_to_none=True)
@@ -361,8 +363,11 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     t = time.time()
     prm_logp, ref_logp, prm_stats = prm_stage(roles, batch, mask, outcome, cfg, prm_opt)
     timing["prm"] = time.time() - t
-    raw = implicit_rewards(prm_logp, ref_logp, mask, cfg.beta)
-    process_reward = batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
+    if prm_logp is None:
+        process_reward = torch.zeros_like(mask)
+    else:
+        raw = implicit_rewards(prm_logp, ref_logp, mask, cfg.beta)
+        process_reward = batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
 
     # 5. old policy log-probs (the reference ones came with the PRM forward)
     t = time.time()
