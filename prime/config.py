@@ -14,7 +14,7 @@ class TrainConfig:
     model: str = "tiny"
     """tiny, smollm2-135m or a local HF model directory"""
     task: str = "arith"
-    """arith or gsm8k"""
+    """arith or gsm8k (math, 0/1 rewards) or code (a pass rate from the sandboxed tests)"""
     algo: str = "prime"
     """prime (outcome + implicit process rewards) or rloo (outcome only, the paper's baseline)"""
     prm: str = "online"
@@ -85,7 +85,7 @@ class TrainConfig:
     def __post_init__(self):
         choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
                    "reward_norm": ("batch_norm", "none"), "process_baseline": ("paper", "code"),
-                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "task": ("arith", "gsm8k"),
+                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "task": ("arith", "gsm8k", "code"),
                    "sampler": ("merged", "adapter")}
         from prime.errors import UserError
 

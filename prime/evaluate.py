@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from prime.rollout import encode_prompt, generate
-from prime.verifiers import verify_math
+from prime.verifiers import verify
 
 
 def accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, greedy: bool, seed: int = 0,
@@ -17,6 +17,6 @@ def accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, greedy: bo
     torch.manual_seed(seed)
     prompts = [encode_prompt(tokenizer, r["prompt"]) for r in rows]
     responses = generate(model, tokenizer, prompts, max_new_tokens, temperature=temperature, greedy=greedy)
-    verdicts = [verify_math(tokenizer.decode(ids, skip_special_tokens=True), r["answer"]) for ids, r in zip(responses, rows)]
+    verdicts = [verify(tokenizer.decode(ids, skip_special_tokens=True), r) for ids, r in zip(responses, rows)]
     return {"acc": sum(v.reward for v in verdicts) / len(rows), "n": len(rows),
             "unscorable": sum(v.score is None for v in verdicts)}

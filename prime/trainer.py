@@ -27,7 +27,7 @@ from prime.rewards import batch_norm_rewards, implicit_rewards
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
 from prime.tasks import load_task
-from prime.verifiers import verify_math
+from prime.verifiers import verify
 
 
 class TrainingFailed(Exception):
@@ -47,6 +47,7 @@ class Group:
     outcome: list[float | None]
     detail: list[str]
     truncated: list[bool]
+    tests: list[str] | None = None  # code tasks: the verifier's test snippets
     acc: float = 0.0
     decision: str = ""
 
@@ -76,7 +77,7 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
         resp = responses[n * K : (n + 1) * K]
         groups.append(Group(i, rows[i]["prompt"], rows[i]["answer"], prompt_ids[n], resp,
                             [tok.decode(r, skip_special_tokens=True) for r in resp], [], [],
-                            [not r or r[-1] != tok.eos_token_id for r in resp]))
+                            [not r or r[-1] != tok.eos_token_id for r in resp], rows[i].get("tests")))
     return groups
 
 
@@ -89,9 +90,10 @@ def policy_sampler(roles: Roles, cfg: TrainConfig, merged=None):
 
 
 def verify_groups(groups: list[Group]) -> None:
-    """§7.2: outcome reward per response; unscorable counts as 0 (kept as None in records)."""
+    """§7.2: outcome reward per response (math: 0/1, code: pass rate); unscorable counts as 0
+    (kept as None in records)."""
     for g in groups:
-        verdicts = [verify_math(t, g.answer) for t in g.texts]
+        verdicts = [verify(t, {"answer": g.answer, "tests": g.tests}) for t in g.texts]
         g.outcome = [v.score for v in verdicts]
         g.detail = [v.detail for v in verdicts]
         g.acc = sum(v.reward for v in verdicts) / len(verdicts)
@@ -233,10 +235,14 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------- the loop
 
-def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> float:
-    """Greedy accuracy of the policy on held-out rows (eval/acc)."""
+def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> dict:
+    """Accuracy of the policy on held-out rows: greedy (eval/acc) and one sample each at the
+    training temperature (eval/acc_sampled, pass@1), with a fixed seed so evaluations compare."""
     with policy_sampler(roles, cfg) as model:
-        return accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=True)["acc"]
+        greedy = accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=True)["acc"]
+        sampled = accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=False, seed=cfg.seed,
+                           temperature=cfg.temperature)["acc"]
+    return {"eval/acc": greedy, "eval/acc_sampled": sampled}
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -258,14 +264,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     random.Random(cfg.seed).shuffle(order)
 
     state = LoopState()
-    if resume and (ckpt := latest_checkpoint(run)) is not None:
-        state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
+    if resume:  # continue from the last checkpoint (or the start); drop anything written after it
+        if (ckpt := latest_checkpoint(run)) is not None:
+            state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
         kept_metrics = [m for m in records.read_metrics(run) if m["step"] <= state.step]
         records.atomic_write_bytes(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept_metrics).encode())
         for stale in (run / "rollouts").glob("step_*.parquet"):
             if int(stale.stem.removeprefix("step_")) > state.step:
                 stale.unlink()
-    elif not resume:
+    else:
         if (run / "status.json").exists():
             raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
         records.atomic_write_json(run / "config.json", {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
@@ -288,6 +295,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=state.step, desc=run.name, unit="step")
     t_run = time.time()
+    if cfg.eval_every and state.step == 0 and not records.read_metrics(run):  # the eval curve's starting point
+        t = time.time()
+        records.append_metrics(run, {"step": 0, **evaluate(roles, test_rows, cfg), "timing_s/eval": time.time() - t})
     try:
         while state.step < cfg.steps and not stop["requested"]:
             metrics = one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, policy_opt, run)
@@ -346,6 +356,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     metrics = {"step": step, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
                **{f"filter/{d}": decisions.count(d) for d in ("kept", "too_easy", "too_hard", "truncated")},
                "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
+               "acc/drawn": sum(g.acc for g in drawn) / len(drawn) if drawn else None,
                "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
 
     # A kept group is recorded in the step that trains on it: surplus waits for a later step.
@@ -402,7 +413,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
                 "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}
     if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
         t = time.time()
-        metrics["eval/acc"] = evaluate(roles, test_rows, cfg)
+        metrics |= evaluate(roles, test_rows, cfg)
         timing["eval"] = time.time() - t
     metrics |= {f"timing_s/{k}": v for k, v in timing.items()} | {"timing_s/step": time.time() - t0}
     for k, v in metrics.items():

@@ -16,7 +16,7 @@ from prime.rewards import batch_norm_rewards, implicit_rewards
 METRICS = ["acc", "reward_model/loss", "reward_model/dpo_acc_before", "reward_model/grad_norm", "actor/pg_loss",
            "actor/pg_clipfrac", "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "critic/advantages/mean",
            "critic/returns/mean", "response_length/mean", "response_length/clip_ratio", "timing_s/gen", "timing_s/step",
-           "filter/kept", "filter/too_easy", "filter/too_hard", "filter/truncated", "filter/draws", "eval/acc"]
+           "filter/kept", "filter/too_easy", "filter/too_hard", "filter/truncated", "filter/draws", "eval/acc", "eval/acc_sampled", "acc/drawn"]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def test_records_complete(smoke_run):
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["name"] == "tiny" and config["seed"] == 0 and config["code_version"]
     metrics = read_metrics(run)
-    assert [m["step"] for m in metrics] == [1, 2]
+    assert [m["step"] for m in metrics] == [0, 1, 2]  # step 0: the evaluation before training
+    assert set(metrics[0]) == {"step", "eval/acc", "eval/acc_sampled", "timing_s/eval"}
     for name in METRICS:
         assert name in metrics[-1], name
     for step in (1, 2):
@@ -141,3 +142,35 @@ def test_non_finite_loss_fails_the_run_cleanly(tmp_path, tiny_dir, monkeypatch):
 
     roles = Roles(tiny_dir, device=torch.device("cpu"))
     roles.load_adapters(run / "checkpoints" / "step_000001")  # the last checkpoint stays loadable
+
+
+def test_a_prm_update_leaves_the_policy_and_reference_alone(tiny_dir):
+    from prime.models import Roles, make_batch
+    from prime.trainer import prm_stage
+
+    torch.manual_seed(0)
+    roles = Roles(tiny_dir, device=torch.device("cpu"))
+    tok = roles.tokenizer
+    prompts = [tok.encode("Start with 3. Add 4.")] * 4
+    responses = [tok.encode(" 3 + 4 = 7. The answer is \\boxed{7}."), tok.encode(" 3 + 4 = 8. The answer is \\boxed{8}.")] * 2
+    batch = make_batch(prompts, responses, tok.pad_token_id)
+    mask = batch.response_mask.float()
+    outcome = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    cfg = TrainConfig(prm_lr=1e-2)
+    opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr)
+    before = {r: roles.logprobs(r, batch) for r in ("policy", "ref", "prm")}
+    prm_stage(roles, batch, mask, outcome, cfg, opt)
+    torch.testing.assert_close(roles.logprobs("policy", batch), before["policy"], atol=0, rtol=0)
+    torch.testing.assert_close(roles.logprobs("ref", batch), before["ref"], atol=0, rtol=0)
+    assert not torch.allclose(roles.logprobs("prm", batch), before["prm"])
+
+
+def test_code_task_runs_through_the_sandboxed_verifier(tmp_path, tiny_dir):
+    from prime.trainer import train
+
+    run = tmp_path / "code"
+    train(TrainConfig(out=str(run), task="code", steps=1, prompts_per_step=2, eval_every=0, max_new_tokens=40),
+          progress=False)
+    df = pd.read_parquet(run / "rollouts" / "step_000001.parquet")
+    assert len(df) >= 8 and df.verifier_detail.str.contains("unscorable|passed").all()
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"

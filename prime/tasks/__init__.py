@@ -1,4 +1,5 @@
-"""Tasks and their files under data/. A row is {id, prompt, answer, solution?}."""
+"""Tasks and their files under data/. A row is {id, prompt, answer, solution?}; code rows also
+carry `tests` (assert snippets) and `entry_point`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from prime.data import read_jsonl
 from prime.errors import UserError
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-TASKS = ("arith", "gsm8k")
+TASKS = ("arith", "gsm8k", "code")
 SPLIT_NAMES = ("train", "val", "test")
 # GSM8K ships only its training split here (../shared); we hold out its last rows.
 GSM8K_HELD_OUT = {"val": 200, "test": 500}
@@ -23,6 +24,9 @@ def load_task(name: str, split: str, data_dir: Path = DATA_DIR, skipped: list[st
         raise UserError(f"unknown split {split!r} for task {name}; choose one of: {', '.join(SPLIT_NAMES)}")
     if name == "arith":
         rows = read_jsonl(data_dir / "arith" / f"{split}.jsonl", required=("id", "prompt", "answer"), skipped=skipped)
+    elif name == "code":  # 16 problems: train 12, test 4 (also the val split)
+        path = data_dir / "code" / f"{'train' if split == 'train' else 'test'}.jsonl"
+        rows = read_jsonl(path, required=("id", "prompt", "answer", "tests"), skipped=skipped)
     else:
         rows = _gsm8k(split, data_dir, skipped)
     if not rows:
