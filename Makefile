@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: setup tiny demo test test-fast lab clean-venv
+.PHONY: setup tiny browser demo demo-data test test-fast lab clean-venv
 
 setup: $(VENV)/.installed
 
@@ -21,10 +21,28 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 tiny: setup
 	$(BIN)/prime models build tiny
 
-demo: tiny
-	$(BIN)/python -m workbench --runs runs --host $(HOST) --port $(PORT)
+# Debian's chromium for the browser tests (Playwright drives it); installed when we are root.
+browser:
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' (the browser tests skip without it)"; fi; }
 
-test: tiny
+# Opens the demo runs shipped in data/demo (real runs of the engine on tiny); RUNS=runs for yours.
+demo: tiny
+	$(BIN)/python -m workbench $(if $(RUNS),--runs $(RUNS),--demo) --host $(HOST) --port $(PORT)
+
+# Regenerates data/demo (a few minutes on a CPU).
+demo-data: tiny
+	rm -rf data/demo/prime data/demo/rloo
+	$(BIN)/prime train --out data/demo/prime --algo prime $(DEMO_FLAGS)
+	$(BIN)/prime train --out data/demo/rloo --algo rloo $(DEMO_FLAGS)
+	# keep it small: no optimizer states (the demo is for viewing, not resuming), one RLOO checkpoint
+	rm -f data/demo/*/checkpoints/*/optimizers.pt
+	rm -rf data/demo/rloo/checkpoints/step_000010
+
+DEMO_FLAGS = --steps 20 --prompts-per-step 8 --policy-lr 1e-3 --prm-lr 1e-3 --eval-every 10 --eval-n 100 --checkpoint-every 10
+
+test: tiny browser
 	$(BIN)/python -m pytest -ra
 
 test-fast: setup

@@ -27,3 +27,20 @@ def test_playground_reports_bad_input_without_crashing(tiny_dir):
     assert "zero tokens" in html
     html, _, _ = run_score("no-such-model", "p", "r", "", 0.05)
     assert "unknown model" in html
+
+
+def test_listens_on_localhost_by_default_and_warns_without_auth_elsewhere(tmp_path):
+    from workbench.app import parse_args
+
+    root, _, launch, warning = parse_args(["--runs", str(tmp_path)])
+    assert launch["server_name"] == "127.0.0.1" and launch["auth"] is None and warning is None
+    _, _, launch, warning = parse_args(["--runs", str(tmp_path), "--host", "0.0.0.0"])
+    assert "WITHOUT --auth" in warning
+    _, _, launch, warning = parse_args(["--runs", str(tmp_path), "--host", "0.0.0.0", "--auth", "ann:s3cret"])
+    assert launch["auth"] == ("ann", "s3cret") and warning is None
+    import pytest
+
+    with pytest.raises(SystemExit, match="user:password"):
+        parse_args(["--runs", str(tmp_path), "--auth", "nopassword"])
+    with pytest.raises(SystemExit, match="not a directory"):
+        parse_args(["--runs", str(tmp_path / "missing")])

@@ -1,0 +1,143 @@
+"""The workbench in a real browser: Playwright driving Debian's chromium, headless, on the demo
+run shipped in data/demo. Screenshots land in test-artifacts/ (kept by CI as artifacts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from workbench import data
+from workbench.app import DEMO_RUNS, make_app
+from workbench.synthetic import make_run
+
+CHROMIUM = os.environ.get("PRIME_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+TABS = {"Runs": "#runs-table table", "Training curves": ".curve .js-plotly-plot", "Filtering": "#filter-table table",
+        "Token rewards": "#token-view .tok", "Playground": "#token-heatmap"}
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"chromium not found at {CHROMIUM}: `apt-get install chromium` (make setup does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(root: Path):
+    app = make_app(root, refresh_s=2.0)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return app, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    app, url = serve(DEMO_RUNS)
+    yield url
+    app.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, url: str, tab: str) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name=tab).click()
+    page.wait_for_selector(TABS[tab], timeout=60_000)
+
+
+def test_demo_has_runs():
+    assert {"prime", "rloo"} <= set(data.list_run_names(DEMO_RUNS))
+
+
+@pytest.mark.parametrize("tab", list(TABS))
+def test_each_tab_loads_on_the_demo(page, demo, tab):
+    open_tab(page, demo, tab)
+    assert "⚠" not in page.locator(".tabitem:visible").first.inner_text()
+    shot(page, f"tab-{tab.lower().replace(' ', '-')}")
+
+
+def _expected_view():
+    """The rollout the token view shows first: first run, last step, first kept prompt, sample 0."""
+    from workbench.filtering import step_choices
+    from workbench.tokens import prompt_choices
+
+    run = data.list_run_names(DEMO_RUNS)[0]
+    step = step_choices(DEMO_RUNS, run)[-1]
+    prompt_id = prompt_choices(DEMO_RUNS, run, step)[0][1]
+    return run, step, prompt_id
+
+
+def test_token_view_shows_every_response_token_with_its_recorded_reward(page, demo):
+    run, step, prompt_id = _expected_view()
+    df = data.rollouts(DEMO_RUNS / run, step)
+    row = df[(df.prompt_id == prompt_id) & (df.sample_idx == 0)].iloc[0]
+    assert row.filter_decision == "kept" and len(row.process_reward) == len(row.token_ids) > 0
+    open_tab(page, demo, "Token rewards")
+    page.wait_for_function(f"document.querySelectorAll('#token-view .tok').length === {len(row.token_ids)}", timeout=30_000)
+    shown = [float(v) for v in page.eval_on_selector_all("#token-view .tok", "els => els.map(e => e.dataset.reward)")]
+    assert shown == [float(v) for v in row.process_reward]  # repr round-trips float64 exactly
+    assert "outcome" in page.locator("#token-summary").inner_text()
+    shot(page, "token-view")
+
+
+def test_curves_draw_one_trace_per_selected_run(page, demo):
+    open_tab(page, demo, "Training curves")
+    page.wait_for_function("[...document.querySelectorAll('.curve .js-plotly-plot')].some(p => (p.data || []).length > 0)",
+                           timeout=30_000)
+    selected = data.list_run_names(DEMO_RUNS)[:2]
+    charts = page.eval_on_selector_all(".curve .js-plotly-plot", "els => els.map(e => (e.data || []).map(t => [t.meta, t.name]))")
+    eval_chart = [c for c in charts if any("eval/acc" in name for _, name in c)]
+    assert eval_chart, charts
+    for chart in charts:
+        if chart:
+            assert {meta for meta, _ in chart} <= set(selected)
+    metas = [meta for meta, name in eval_chart[0] if name.endswith("eval/acc")]
+    assert sorted(metas) == sorted(selected)  # exactly one eval/acc trace per selected run
+    shot(page, "curves")
+
+
+def test_a_corrupt_run_is_an_error_row_and_the_others_display(page, tmp_path):
+    make_run(tmp_path, "good-1", steps=3, prompts=4)
+    make_run(tmp_path, "good-2", steps=2, prompts=4, algo="rloo")
+    bad = make_run(tmp_path, "broken", steps=2, prompts=4)
+    (bad / "status.json").write_text("{not json")
+    half = make_run(tmp_path, "half-written", steps=2, prompts=4)
+    (half / "config.json").unlink()
+    app, url = serve(tmp_path)
+    try:
+        open_tab(page, url, "Runs")
+        page.wait_for_function("document.querySelector('#runs-table').innerText.includes('good-2')", timeout=30_000)
+        text = page.locator("#runs-table").inner_text()
+        assert "good-1" in text and "good-2" in text and "finished" in text
+        assert "broken" in text and "not valid JSON" in text
+        assert "half-written" in text and "config.json: missing" in text
+        shot(page, "runs-with-corrupt")
+        open_tab(page, url, "Training curves")  # the other tabs still work
+    finally:
+        app.close()

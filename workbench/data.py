@@ -1,0 +1,302 @@
+"""Run records to DataFrames for the dashboards. Imports no gradio (ARCHITECTURE.md), so it is
+tested on its own and usable from notebooks.
+
+Every path comes from a user-chosen name inside the runs directory DIR; `run_dir` refuses
+anything that could leave DIR (`..`, absolute paths, symlinks). Damaged records raise
+`RecordError` with the file and what is wrong; callers show it and carry on.
+Rollout files are read lazily, one step at a time and only the columns asked for, so a
+large run never loads whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prime.errors import UserError
+from prime.rewards import q_values
+from prime.score import line_steps
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?$")
+SUMMARY_COLUMNS = ["step", "prompt_id", "sample_idx", "prompt", "response", "reference_answer", "outcome_reward",
+                   "verifier_detail", "prompt_acc", "filter_decision"]
+CURVES = {  # label -> metric names drawn together
+    "acc": ["acc", "acc/drawn"],
+    "eval/acc": ["eval/acc", "eval/acc_sampled"],
+    "kept fraction": ["filter/kept_fraction"],
+    "filter decisions": ["filter/kept", "filter/too_easy", "filter/too_hard", "filter/truncated"],
+    "PRM loss": ["reward_model/loss"],
+    "PRM pairwise accuracy": ["reward_model/dpo_acc_before"],
+    "advantages": ["critic/advantages/mean", "critic/advantages/max", "critic/advantages/min"],
+    "response length": ["response_length/mean", "response_length/max", "response_length/min"],
+    "step time (s)": ["timing_s/step"],
+    "policy": ["actor/pg_loss", "actor/ppo_kl", "actor/entropy", "actor/grad_norm"],
+}
+
+
+class RecordError(UserError):
+    """A run's records are missing or damaged; the message names the file."""
+
+
+# ---------------------------------------------------------------------------- paths
+
+def run_dir(root: Path, name: str) -> Path:
+    """DIR/name, refusing names that leave DIR: `..`, absolute paths, symlinks anywhere."""
+    root = Path(root).resolve()
+    if not isinstance(name, str) or not name or not RUN_NAME.match(name) or any(p in ("..", ".") for p in name.split("/")):
+        raise UserError(f"run name {name!r} is not allowed: pick a run listed under {root}")
+    path = root / name
+    probe = root
+    for part in name.split("/"):
+        probe = probe / part
+        if probe.is_symlink():
+            raise UserError(f"run {name!r} is a symbolic link; the workbench reads only real directories under {root}")
+    if not path.resolve().is_relative_to(root) or not path.is_dir():
+        raise UserError(f"no run {name!r} under {root}")
+    return path
+
+
+def _inside(run: Path, relative: str) -> Path:
+    """A file of a run, refusing symlinks (a run could hold a link to /etc/passwd)."""
+    path = run / relative
+    if path.is_symlink() or any(p.is_symlink() for p in path.parents if p.is_relative_to(run) and p != run):
+        raise RecordError(f"{path}: is a symbolic link; refused")
+    return path
+
+
+def list_run_names(root: Path) -> list[str]:
+    """Directories under DIR that look like runs (a config.json or status.json), one level deep,
+    or two (DIR/group/run); symlinks are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    names = []
+    for d in sorted(root.iterdir()):
+        if d.is_symlink() or not d.is_dir():
+            continue
+        if (d / "config.json").exists() or (d / "status.json").exists() or (d / "metrics.jsonl").exists():
+            names.append(d.name)
+        else:
+            names += [f"{d.name}/{s.name}" for s in sorted(d.iterdir())
+                      if s.is_dir() and not s.is_symlink() and ((s / "config.json").exists() or (s / "status.json").exists())]
+    return names
+
+
+# ---------------------------------------------------------------------------- readers
+
+def read_json(run: Path, name: str) -> dict:
+    path = _inside(run, name)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise RecordError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def metrics_frame(run: Path) -> pd.DataFrame:
+    """metrics.jsonl as a DataFrame, one row per line. A torn last line (a writer killed
+    mid-line) is dropped; a bad line elsewhere is an error naming it."""
+    path = _inside(run, "metrics.jsonl")
+    if not path.exists():
+        return pd.DataFrame({"step": pd.Series(dtype=int)})
+    lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not an object with a step")
+            rows.append(row)
+        except ValueError as e:
+            if i == len(lines):
+                break
+            raise RecordError(f"{path}:{i}: malformed metrics line ({e})") from None
+    df = pd.DataFrame(rows)
+    return df if len(df) else pd.DataFrame({"step": pd.Series(dtype=int)})
+
+
+def run_summary(root: Path, name: str) -> dict:
+    """One row of the Runs table; a damaged run gives a row with its error instead of raising."""
+    row = {"run": name, "status": "", "model": "", "algo": "", "steps": "", "last acc": None, "eval acc": None,
+           "error": ""}
+    try:
+        run = run_dir(root, name)
+        config = read_json(run, "config.json")
+        status = read_json(run, "status.json")
+        metrics = metrics_frame(run)
+        model = config.get("model", {})
+        row |= {"status": str(status.get("state", "?")), "model": model.get("name", "?") if isinstance(model, dict) else str(model),
+                "algo": f"{config.get('algo', '?')}" + (" (prm frozen)" if config.get("prm") == "frozen" else ""),
+                "steps": f"{status.get('step', '?')}/{config.get('steps', '?')}", "error": str(status.get("error") or "")}
+        if "acc" in metrics and metrics["acc"].notna().any():
+            row["last acc"] = round(float(metrics["acc"].dropna().iloc[-1]), 4)
+        if "eval/acc" in metrics and metrics["eval/acc"].notna().any():
+            row["eval acc"] = round(float(metrics["eval/acc"].dropna().iloc[-1]), 4)
+    except UserError as e:
+        row |= {"status": "error", "error": str(e)}
+    return row
+
+
+def runs_table(root: Path) -> pd.DataFrame:
+    return pd.DataFrame([run_summary(root, n) for n in list_run_names(root)],
+                        columns=["run", "status", "model", "algo", "steps", "last acc", "eval acc", "error"])
+
+
+def smooth(values: pd.Series, weight: float) -> pd.Series:
+    """TensorBoard-style exponential moving average (weight 0: raw), debiased, skipping gaps."""
+    if weight <= 0:
+        return values
+    out, avg, n = [], 0.0, 0
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(float("nan"))
+            continue
+        avg, n = avg * weight + (1 - weight) * float(v), n + 1
+        out.append(avg / (1 - weight**n))
+    return pd.Series(out, index=values.index)
+
+
+def curve_frame(root: Path, names: list[str], curve: str, smoothing: float = 0.0, x: str = "step") -> pd.DataFrame:
+    """Long format (run, metric, x, value) for one chart; x is "step" or "wall time (min)".
+    Runs whose records fail are left out (the Runs tab shows why)."""
+    frames = []
+    for name in names:
+        try:
+            m = metrics_frame(run_dir(root, name))
+        except UserError:
+            continue
+        for metric in CURVES.get(curve, [curve]):
+            if metric not in m:
+                continue
+            part = m[["step", metric] + (["time/wall_s"] if "time/wall_s" in m else [])].dropna(subset=[metric])
+            if not len(part):
+                continue
+            xs = part["step"] if x == "step" else part.get("time/wall_s", pd.Series(0.0, index=part.index)).fillna(0.0) / 60
+            frames.append(pd.DataFrame({"run": name, "metric": metric, "x": xs.values,
+                                        "value": smooth(part[metric].astype(float), smoothing).values}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "metric", "x", "value"])
+
+
+def rollout_steps(run: Path) -> list[int]:
+    d = _inside(run, "rollouts")
+    if not d.is_dir():
+        return []
+    return sorted(int(p.stem.removeprefix("step_")) for p in d.glob("step_*.parquet")
+                  if p.stem.removeprefix("step_").isdigit() and not p.is_symlink())
+
+
+@lru_cache(maxsize=64)
+def _read_table(path: str, mtime_ns: int, columns: tuple[str, ...] | None) -> pd.DataFrame:
+    return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
+
+
+def rollouts(run: Path, step: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """One step's rollouts (only `columns`, default all); cached while the file is unchanged."""
+    path = _inside(run, f"rollouts/step_{int(step):06d}.parquet")
+    try:
+        return _read_table(str(path), path.stat().st_mtime_ns, tuple(columns) if columns else None).copy()
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no rollouts for step {step}") from None
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise RecordError(f"{path}: unreadable parquet ({str(e).splitlines()[0][:200]}); the file is damaged") from None
+
+
+# ---------------------------------------------------------------------------- filtering
+
+def filter_reason(acc: float, decision: str, low: float, high: float) -> str:
+    if decision == "kept":
+        return f"{low:g} ≤ acc {acc:.2f} ≤ {high:g}"
+    if decision == "too_easy":
+        return f"acc {acc:.2f} > {high:g}: every sample right, no signal"
+    if decision == "too_hard":
+        return f"acc {acc:.2f} < {low:g}: (almost) every sample wrong, no signal"
+    if decision == "truncated":
+        return "a response hit the length limit"
+    return decision
+
+
+def filtering_table(run: Path, step: int) -> pd.DataFrame:
+    """One row per prompt of the step: K-sample accuracy, decision and reason."""
+    config = read_json(run, "config.json")
+    low, high = float(config.get("filter_low", 0.2)), float(config.get("filter_high", 0.8))
+    df = rollouts(run, step, ["prompt_id", "prompt", "prompt_acc", "filter_decision", "sample_idx"])
+    g = df.groupby("prompt_id", sort=False).agg(prompt=("prompt", "first"), acc=("prompt_acc", "first"),
+                                               decision=("filter_decision", "first"), K=("sample_idx", "count"))
+    g = g.reset_index()
+    g["reason"] = [filter_reason(a, d, low, high) for a, d in zip(g.acc, g.decision)]
+    return g[["prompt_id", "acc", "decision", "reason", "K", "prompt"]]
+
+
+def prompt_responses(run: Path, step: int, prompt_id: int) -> pd.DataFrame:
+    df = rollouts(run, step, ["prompt_id", "sample_idx", "response", "outcome_reward", "verifier_detail"])
+    return df[df.prompt_id == int(prompt_id)].drop(columns="prompt_id").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- tokens
+
+def rollout_tokens(run: Path, step: int, prompt_id: int, sample_idx: int) -> dict:
+    """Everything the token view shows for one rollout: tokens with reward, q, log-probs and
+    advantage; per-line steps; outcome, verdict and the response-level advantage."""
+    df = rollouts(run, step)
+    sel = df[(df.prompt_id == int(prompt_id)) & (df.sample_idx == int(sample_idx))]
+    if not len(sel):
+        raise RecordError(f"{run}: step {step} has no rollout for prompt {prompt_id}, sample {sample_idx}")
+    r = sel.iloc[0]
+    texts = list(r.tokens)
+    n = len(texts)
+    rewards = [float(v) for v in r.process_reward] if len(r.process_reward) == n else [0.0] * n
+    q = q_values(_tensor(rewards), _tensor([1.0] * n))[0].tolist() if n else []
+    tokens = []
+    for t in range(n):
+        tok = {"text": texts[t], "reward": rewards[t], "q": q[t]}
+        for col, key in (("prm_logp", "prm_logp"), ("ref_logp", "ref_logp"), ("advantage", "advantage")):
+            if len(r[col]) == n:
+                tok[key] = float(r[col][t])
+        tokens.append(tok)
+    has_rewards = len(r.process_reward) == n
+    return {"prompt": r.prompt, "response": r.response, "reference_answer": r.reference_answer,
+            "outcome_reward": None if pd.isna(r.outcome_reward) else float(r.outcome_reward),
+            "verifier_detail": r.verifier_detail, "filter_decision": r.filter_decision, "prompt_acc": float(r.prompt_acc),
+            "tokens": tokens, "has_rewards": has_rewards, "steps": line_steps(texts, rewards, q) if n else [],
+            "advantage": float(np.mean(r.advantage)) if len(r.advantage) else None,
+            "total_reward": float(sum(rewards))}
+
+
+def _tensor(values):
+    import torch
+
+    return torch.tensor([values], dtype=torch.float64)
+
+
+def checkpoint_steps(run: Path) -> list[int]:
+    d = _inside(run, "checkpoints")
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name.removeprefix("step_")) for p in d.glob("step_*")
+                  if p.is_dir() and not p.is_symlink() and p.name.removeprefix("step_").isdigit())
+
+
+def checkpoint_path(run: Path, step) -> Path:
+    """The checkpoint directory of `step`, refusing symlinks in it (they could point out of DIR)."""
+    path = _inside(run, f"checkpoints/step_{int(step):06d}")
+    if not path.is_dir():
+        have = ", ".join(str(s) for s in checkpoint_steps(run)) or "none"
+        raise RecordError(f"{run}: no checkpoint for step {step}; available: {have}")
+    for p in path.rglob("*"):
+        if p.is_symlink():
+            raise RecordError(f"{p}: is a symbolic link; refused")
+    return path
