@@ -3,9 +3,10 @@
     python benchmarks/workbench_first_paint.py [--steps 200] [--prompts 16] [--repeats 3]
 
 The run's records are synthetic (workbench.synthetic, written with the engine's record
-writers: same schema and sizes as a real run). For each tab, a fresh page loads the app,
-clicks the tab and waits until its content is drawn (the tab's data element is visible);
-we report the time from navigation to that moment, the median of --repeats.
+writers: same schema and sizes as a real run). For each tab, a fresh page loads the app (we time navigation → the
+Runs table drawn: the first tab's first paint), waits until the page has drawn its first chart,
+clicks the tab and times click → its content drawn (its data element visible): that tab's first
+paint. Medians of --repeats, after a warm-up.
 Results: benchmarks/results/workbench_first_paint.json. Not a test: it asserts nothing.
 """
 
@@ -57,12 +58,19 @@ def main() -> None:
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     t = time.time()
                     page.goto(url)
+                    page.wait_for_selector("#runs-table table", state="visible", timeout=120_000)
+                    page_load = time.time() - t
+                    page.wait_for_selector("#runs-overview .js-plotly-plot", state="visible", timeout=120_000)
+                    t = time.time()
                     page.get_by_role("tab", name=tab).click()
                     page.wait_for_selector(selector, state="visible", timeout=120_000)
-                    times.append(time.time() - t)
+                    times.append((page_load, time.time() - t))
                     page.close()
-                results[tab] = {"median_s": statistics.median(times[1:]), "warmup_s": times[0], "all_s": times[1:]}
-                print(f"{tab:16s} median {results[tab]['median_s']:.2f} s (warm-up {times[0]:.2f} s)", flush=True)
+                results[tab] = {"open_tab_median_s": statistics.median(t for _, t in times[1:]),
+                                "page_load_median_s": statistics.median(p for p, _ in times[1:]),
+                                "warmup_s": times[0], "all_s": times[1:]}
+                print(f"{tab:16s} tab paint median {results[tab]['open_tab_median_s']:.2f} s; page load to the Runs table "
+                      f"{results[tab]['page_load_median_s']:.2f} s", flush=True)
             browser.close()
         app.close()
     OUT.parent.mkdir(exist_ok=True)

@@ -111,14 +111,11 @@ def test_curves_draw_one_trace_per_selected_run(page, demo):
     page.wait_for_function("[...document.querySelectorAll('.curve .js-plotly-plot')].some(p => (p.data || []).length > 0)",
                            timeout=30_000)
     selected = data.list_run_names(DEMO_RUNS)[:2]
-    charts = page.eval_on_selector_all(".curve .js-plotly-plot", "els => els.map(e => (e.data || []).map(t => [t.meta, t.name]))")
-    eval_chart = [c for c in charts if any("eval/acc" in name for _, name in c)]
-    assert eval_chart, charts
-    for chart in charts:
-        if chart:
-            assert {meta for meta, _ in chart} <= set(selected)
-    metas = [meta for meta, name in eval_chart[0] if name.endswith("eval/acc")]
-    assert sorted(metas) == sorted(selected)  # exactly one eval/acc trace per selected run
+    traces = page.eval_on_selector(".curve .js-plotly-plot", "el => el.data.map(t => [t.meta, t.name])")
+    assert {meta for meta, _ in traces} == set(selected)
+    for metric in ("acc", "eval/acc", "filter/kept_fraction", "response_length/mean"):
+        runs = [meta for meta, name in traces if name.split(" · ")[1] == metric]
+        assert sorted(runs) == sorted(selected), metric  # exactly one trace per selected run
     shot(page, "curves")
 
 

@@ -20,13 +20,15 @@ def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
     with gr.Blocks(title="PRIME Workbench") as app:
         gr.Markdown(f"# PRIME Workbench\nImplicit process rewards, token by token · runs from `{root}`")
         with gr.Tabs():
-            runs.build(root, refresh_s)
+            runs_overview, runs_chart = runs.build(root, refresh_s)
             draw, curve_inputs, plots = curves.build(root, refresh_s)
             f_run, f_step, f_outs = filtering.build(root)
             t_inputs, t_outs, kview = tokens.build(root)
             playground.build(root)
-        # first paint: fill the charts and views for the default selections
-        app.load(draw, curve_inputs, plots)
+        # first paint: fill the charts and views for the default selections (the Runs chart
+        # also loads plotly.js, so the Training curves tab paints at once when opened)
+        app.load(runs_overview, None, runs_chart)
+        app.load(draw, curve_inputs, plots, show_progress="hidden")
         app.load(lambda n, s: filtering.show_step(root, n, s), [f_run, f_step], list(f_outs))
         app.load(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs)
         app.load(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview)

@@ -16,19 +16,33 @@ DEFAULT_CHARTS = ["acc", "eval/acc", "kept fraction", "filter decisions", "PRM l
                   "advantages", "response length", "step time (s)"]
 
 
-def figure(root: Path, names: list[str], curve: str, smoothing: float, x: str) -> go.Figure:
-    """One chart: a trace per (run, metric)."""
-    df = data.curve_frame(root, names or [], curve, smoothing, x)
-    fig = go.Figure()
-    metrics = list(dict.fromkeys(df.metric)) if len(df) else []
-    for (run, metric), part in df.groupby(["run", "metric"], sort=False):
-        colour = PALETTE[(names or []).index(run) % len(PALETTE)] if run in (names or []) else None
-        fig.add_trace(go.Scatter(x=part.x, y=part.value, mode="lines+markers" if len(part) < 30 else "lines",
-                                 name=f"{run} · {metric}" if len(metrics) > 1 else run, meta=run,
-                                 line=dict(color=colour, dash=DASHES[metrics.index(metric) % len(DASHES)])))
-    fig.update_layout(title=curve, height=340, margin=dict(l=40, r=10, t=40, b=30), legend=dict(font=dict(size=10), orientation="h", y=-0.25),
-                      xaxis_title="step" if x == "step" else "wall time (min)", template="plotly_white")
-    if not len(df):
+def figure(root: Path, names: list[str], smoothing: float, x: str, charts: list[str] = DEFAULT_CHARTS,
+           cols: int = 3) -> go.Figure:
+    """All charts as subplots of one figure (one plotly render instead of nine): a trace per
+    (chart, run, metric), one colour per run, one dash per metric of a chart."""
+    from plotly.subplots import make_subplots
+
+    names = names or []
+    rows = -(-len(charts) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=charts, horizontal_spacing=0.06, vertical_spacing=0.09)
+    shown = set()
+    for n, curve in enumerate(charts):
+        df = data.curve_frame(root, names, curve, smoothing, x)
+        metrics = list(dict.fromkeys(df.metric)) if len(df) else []
+        for (run, metric), part in df.groupby(["run", "metric"], sort=False):
+            colour = PALETTE[names.index(run) % len(PALETTE)] if run in names else None
+            dash = DASHES[metrics.index(metric) % len(DASHES)]
+            fig.add_trace(go.Scatter(x=part.x, y=part.value, mode="lines+markers" if len(part) < 30 else "lines",
+                                     name=f"{run} · {metric}", meta=run, legendgroup=run, showlegend=run not in shown,
+                                     line=dict(color=colour, dash=dash, width=1.5), marker=dict(size=4),
+                                     hovertemplate=f"{run}<br>{metric}<br>%{{x}}: %{{y:.4g}}<extra></extra>"),
+                          row=n // cols + 1, col=n % cols + 1)
+            shown.add(run)
+    fig.update_layout(height=300 * rows, margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=1.06),
+                      plot_bgcolor="white")
+    fig.update_xaxes(gridcolor="#eee", title_text="step" if x == "step" else "wall time (min)", title_font_size=10)
+    fig.update_yaxes(gridcolor="#eee")
+    if not shown:
         fig.add_annotation(text="no data for the selected runs", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     return fig
 
@@ -40,14 +54,12 @@ def build(root: Path, refresh_s: float) -> None:
             runs = gr.Dropdown(choices=names, value=names[:2], multiselect=True, label="runs (overlaid)", scale=3)
             smoothing = gr.Slider(0.0, 0.99, value=0.0, step=0.01, label="smoothing (EMA weight)")
             x = gr.Radio(["step", "wall time"], value="step", label="x axis")
-        plots = []
-        for i in range(0, len(DEFAULT_CHARTS), 3):
-            with gr.Row():
-                for curve in DEFAULT_CHARTS[i : i + 3]:
-                    plots.append(gr.Plot(label=curve, elem_classes=["curve"]))
+        gr.Markdown("Dashed / dotted lines: the second / third metric of a chart (see the legend on hover). "
+                    + " · ".join(DEFAULT_CHARTS))
+        plots = gr.Plot(label="training curves", elem_classes=["curve"])
 
         def draw(selected, w, axis):
-            return [figure(root, selected, c, float(w), "step" if axis == "step" else "wall") for c in DEFAULT_CHARTS]
+            return figure(root, selected, float(w), "step" if axis == "step" else "wall")
 
         inputs = [runs, smoothing, x]
         for control in inputs:

@@ -107,10 +107,18 @@ def read_json(run: Path, name: str) -> dict:
 
 def metrics_frame(run: Path) -> pd.DataFrame:
     """metrics.jsonl as a DataFrame, one row per line. A torn last line (a writer killed
-    mid-line) is dropped; a bad line elsewhere is an error naming it."""
+    mid-line) is dropped; a bad line elsewhere is an error naming it. Cached while the file
+    is unchanged (the live view re-reads only what a running run rewrote)."""
     path = _inside(run, "metrics.jsonl")
     if not path.exists():
         return pd.DataFrame({"step": pd.Series(dtype=int)})
+    st = path.stat()
+    return _metrics_frame(str(path), st.st_mtime_ns, st.st_size).copy()
+
+
+@lru_cache(maxsize=32)
+def _metrics_frame(name: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    path = Path(name)
     lines = path.read_bytes().decode("utf-8", "replace").splitlines()
     rows = []
     for i, line in enumerate(lines, 1):
