@@ -107,6 +107,28 @@ def decide(groups: list[Group], cfg: TrainConfig) -> None:
         g.decision = d
 
 
+def fit_context(rows: list[dict], tok, context: int | None, max_new_tokens: int, skipped: list[str] | None,
+                task: str) -> list[dict]:
+    """Rows whose prompt leaves room for max_new_tokens in the model's context. An enormous
+    prompt is a clear error naming the row (or, with skip_bad_rows, skipped and counted)."""
+    if not context:
+        return rows
+    limit = context - max_new_tokens
+    out = []
+    for r in rows:
+        # tokens ≤ bytes (+ the chat template's few dozen): tokenize only prompts that might not fit
+        n = len(encode_prompt(tok, r["prompt"])) if len(r["prompt"].encode()) + 256 > limit else 0
+        if n > limit:
+            why = (f"task {task}, row {r.get('id', '?')}: the prompt is {n} tokens; with max_new_tokens {max_new_tokens} "
+                   f"it does not fit the model's context of {context}")
+            if skipped is None:
+                raise UserError(why + "; shorten it, lower --max-new-tokens or pass --skip-bad-rows")
+            skipped.append(why)
+            continue
+        out.append(r)
+    return out
+
+
 def micro_slices(B: int, size: int):
     return [slice(i, min(i + size, B)) for i in range(0, B, size)]
 
@@ -258,6 +280,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     skipped: list[str] | None = [] if cfg.skip_bad_rows else None
     train_rows = load_task(cfg.task, "train", skipped=skipped)
     test_rows = load_task(cfg.task, "test", skipped=skipped)[: cfg.eval_n]
+    train_rows = fit_context(train_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
+    test_rows = fit_context(test_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
     if skipped:
         print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
     order = list(range(len(train_rows)))
@@ -272,9 +296,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         for stale in (run / "rollouts").glob("step_*.parquet"):
             if int(stale.stem.removeprefix("step_")) > state.step:
                 stale.unlink()
-    else:
-        if (run / "status.json").exists():
-            raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
+    elif (run / "status.json").exists():
+        raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
+    if not (run / "config.json").exists():  # a new run (or one killed before its config was written)
         records.atomic_write_json(run / "config.json", {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
                                                         "code_version": records.code_version()})
     n_skipped = len(skipped or [])

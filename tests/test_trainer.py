@@ -174,3 +174,17 @@ def test_code_task_runs_through_the_sandboxed_verifier(tmp_path, tiny_dir):
     df = pd.read_parquet(run / "rollouts" / "step_000001.parquet")
     assert len(df) >= 8 and df.verifier_detail.str.contains("unscorable|passed").all()
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+def test_an_enormous_prompt_is_a_clear_error_or_skipped(tiny_dir):
+    from prime.errors import UserError
+    from prime.models import load_tokenizer
+    from prime.trainer import fit_context
+
+    tok = load_tokenizer(tiny_dir)
+    rows = [{"id": "ok", "prompt": "Start with 2. Add 3. What is the result?"}, {"id": "huge", "prompt": "Add 1. " * 5000}]
+    with pytest.raises(UserError, match="row huge: the prompt is .* tokens"):
+        fit_context(rows, tok, 256, 128, None, "arith")
+    skipped = []
+    assert [r["id"] for r in fit_context(rows, tok, 256, 128, skipped, "arith")] == ["ok"]
+    assert len(skipped) == 1 and "row huge" in skipped[0]

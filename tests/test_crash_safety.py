@@ -1,0 +1,21 @@
+"""A few kill -9 points of tests/crash_safety.py (the full set: `python tests/crash_safety.py`)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crash_safety import comparable, run_until_done, train_cmd  # noqa: E402
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_the_uninterrupted_records(tmp_path, tiny_dir):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(train_cmd(whole, 3), check=True, capture_output=True)
+    kills = run_until_done(killed, 3, [4.0, 9.0, 12.0])
+    assert any(k["steps_on_disk"] is not None for k in kills), kills
+    a, b = comparable(whole), comparable(killed)
+    assert b["leftovers"] == [] and b["rollout_steps"] == [1, 2, 3]
+    assert a == b
