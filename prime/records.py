@@ -47,6 +47,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def remove_partial_writes(run: Path) -> list[Path]:
+    """Delete what a killed writer left: `.NAME.PID.tmp` files and `*.partial` checkpoint dirs.
+    Readers never take them for records (their names differ); resume tidies them away."""
+    import shutil
+
+    gone = []
+    for p in list(run.glob(".*.tmp")) + list(run.glob("*/.*.tmp")) + list(run.glob("checkpoints/*.partial")):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
 

@@ -289,6 +289,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     state = LoopState()
     if resume:  # continue from the last checkpoint (or the start); drop anything written after it
+        records.remove_partial_writes(run)
         if (ckpt := latest_checkpoint(run)) is not None:
             state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
         kept_metrics = [m for m in records.read_metrics(run) if m["step"] <= state.step]

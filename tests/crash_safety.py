@@ -1,7 +1,7 @@
 """kill -9 a training process at many moments, resume each time, and compare the final records
 with an uninterrupted run of the same seed (no lost, duplicated or half-written step).
 
-    python tests/crash_safety.py --kills 12 [--steps 4]     # the full set; prints a summary
+    python tests/crash_safety.py --kills 12 [--steps 24]     # the full set; prints a summary
 
 tests/test_crash_safety.py runs a few kill points of the same procedure.
 """
@@ -32,21 +32,36 @@ def train_cmd(run: Path, steps: int) -> list[str]:
     return [sys.executable, "-m", "prime", "train", "--out", str(run), "--steps", str(steps), *ARGS]
 
 
-def run_until_done(run: Path, steps: int, kill_after_s: list[float]) -> list[dict]:
-    """Start training, SIGKILL it after each delay (restarting with --resume), then finish.
-    Returns what each kill interrupted (the step on disk when it died)."""
+def steps_on_disk(run: Path) -> int:
+    try:
+        return max((m["step"] for m in read_metrics(run)), default=0)
+    except Exception:  # noqa: BLE001 - a reader racing the writer; the next poll sees it whole
+        return -1
+
+
+def run_until_done(run: Path, steps: int, kill_points: list[tuple[int, float]]) -> list[dict]:
+    """Start training and SIGKILL it at each kill point, restarting with --resume, then finish.
+
+    A kill point (advance, delay): wait until `advance` more steps are on disk than when the
+    process (re)started (0: kill during loading or its first step), then `delay` seconds more, so
+    kills land in model loading, sampling, updates and record writing of successive steps.
+    Returns what each kill interrupted.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kills = []
-    for delay in kill_after_s:
+    for advance, delay in kill_points:
+        target = max(0, steps_on_disk(run)) + advance
         proc = subprocess.Popen(train_cmd(run, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        while proc.poll() is None and steps_on_disk(run) < target:
+            time.sleep(0.05)
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            on_disk = max((m["step"] for m in read_metrics(run)), default=0) if (run / "metrics.jsonl").exists() else 0
-            kills.append({"after_s": delay, "steps_on_disk": on_disk})
+            kills.append({"waited_for_step": target, "then_s": round(delay, 2), "steps_on_disk": steps_on_disk(run)})
         else:
-            kills.append({"after_s": delay, "steps_on_disk": None, "note": f"finished before the kill (rc {proc.returncode})"})
+            kills.append({"waited_for_step": target, "then_s": round(delay, 2), "steps_on_disk": None,
+                          "note": f"finished before the kill (rc {proc.returncode})"})
     subprocess.run(train_cmd(run, steps), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return kills
 
@@ -68,19 +83,22 @@ def comparable(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=12)
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=24)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         whole, killed = Path(tmp) / "whole", Path(tmp) / "killed"
         t = time.time()
         subprocess.run(train_cmd(whole, args.steps), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         full = time.time() - t
-        # spread kill moments over the run: model load, sampling, updates, record writing
-        delays = [2.0 + (full * 0.8) * i / max(1, args.kills - 1) / 2 for i in range(args.kills)]
-        kills = run_until_done(killed, args.steps, delays)
+        # kill points across the steps and inside them: loading, sampling, updates, writing
+        per_step = full / (args.steps + 1)
+        # every third kill right after a restart (loading, first step); the others inside the next
+        # step at varying depths, so the kills walk through the run step by step
+        points = [(0 if i % 3 == 0 else 1, (0.1 + 0.8 * ((i * 0.37) % 1.0)) * per_step) for i in range(args.kills)]
+        kills = run_until_done(killed, args.steps, points)
         a, b = comparable(whole), comparable(killed)
         same = a == b
-        print(f"uninterrupted run: {full:.0f} s; {sum(k['steps_on_disk'] is not None for k in kills)} kills")
+        print(f"uninterrupted run: {full:.0f} s; {sum(k['steps_on_disk'] is not None for k in kills)} kills landed")
         for k in kills:
             print("  ", k)
         print("records identical:", same, "; leftovers:", b["leftovers"])
