@@ -1,7 +1,7 @@
 """kill -9 a training process at many moments, resume each time, and compare the final records
 with an uninterrupted run of the same seed (no lost, duplicated or half-written step).
 
-    python tests/crash_safety.py --kills 12 [--steps 24]     # the full set; prints a summary
+    python tests/crash_safety.py --kills 12 [--steps 16]     # the full set; prints a summary
 
 tests/test_crash_safety.py runs a few kill points of the same procedure.
 """
@@ -39,18 +39,29 @@ def steps_on_disk(run: Path) -> int:
         return -1
 
 
+def last_step_seconds(run: Path, default: float = 8.0) -> float:
+    """How long the run's latest step took (its metrics), to aim kills inside the next one."""
+    try:
+        times = [m["timing_s/step"] for m in read_metrics(run) if "timing_s/step" in m]
+    except Exception:  # noqa: BLE001
+        times = []
+    return times[-1] if times else default
+
+
 def run_until_done(run: Path, steps: int, kill_points: list[tuple[int, float]]) -> list[dict]:
     """Start training and SIGKILL it at each kill point, restarting with --resume, then finish.
 
-    A kill point (advance, delay): wait until `advance` more steps are on disk than when the
-    process (re)started (0: kill during loading or its first step), then `delay` seconds more, so
+    A kill point (advance, depth): wait until `advance` more steps are on disk than when the
+    process (re)started, then `depth` × the last step's duration (inside the next step); with
+    advance 0, `depth` × 10 s after the start (loading or the first step). So
     kills land in model loading, sampling, updates and record writing of successive steps.
     Returns what each kill interrupted.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kills = []
-    for advance, delay in kill_points:
+    for advance, depth in kill_points:
         target = max(0, steps_on_disk(run)) + advance
+        delay = depth * last_step_seconds(run) if advance else depth * 10.0  # inside the step / while loading
         proc = subprocess.Popen(train_cmd(run, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         while proc.poll() is None and steps_on_disk(run) < target:
             time.sleep(0.05)
@@ -83,7 +94,7 @@ def comparable(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=12)
-    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=16)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         whole, killed = Path(tmp) / "whole", Path(tmp) / "killed"
@@ -91,10 +102,9 @@ def main() -> None:
         subprocess.run(train_cmd(whole, args.steps), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         full = time.time() - t
         # kill points across the steps and inside them: loading, sampling, updates, writing
-        per_step = full / (args.steps + 1)
         # every third kill right after a restart (loading, first step); the others inside the next
         # step at varying depths, so the kills walk through the run step by step
-        points = [(0 if i % 3 == 0 else 1, (0.1 + 0.8 * ((i * 0.37) % 1.0)) * per_step) for i in range(args.kills)]
+        points = [(0 if i % 3 == 0 else 1, 0.1 + 0.8 * ((i * 0.37) % 1.0)) for i in range(args.kills)]
         kills = run_until_done(killed, args.steps, points)
         a, b = comparable(whole), comparable(killed)
         same = a == b
