@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prime import records
 from prime.errors import UserError
 from prime.rewards import q_values
 from prime.score import line_steps
@@ -93,16 +94,8 @@ def list_run_names(root: Path) -> list[str]:
 # ---------------------------------------------------------------------------- readers
 
 def read_json(run: Path, name: str) -> dict:
-    path = _inside(run, name)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RecordError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise RecordError(f"{path}: expected a JSON object, found {type(obj).__name__}")
-    return obj
+    """A run's JSON file (prime.records.read_json), refusing a symlink in its place."""
+    return records.read_json(_inside(run, name))
 
 
 def metrics_frame(run: Path) -> pd.DataFrame:
