@@ -206,10 +206,11 @@ def _read_table(path: str, mtime_ns: int, columns: tuple[str, ...] | None) -> pd
 
 
 def rollouts(run: Path, step: int, columns: list[str] | None = None) -> pd.DataFrame:
-    """One step's rollouts (only `columns`, default all); cached while the file is unchanged."""
+    """One step's rollouts (only `columns`, default all); cached while the file is unchanged.
+    The frame is the cached one, shared: select from it, do not modify it in place."""
     path = _inside(run, f"rollouts/step_{int(step):06d}.parquet")
     try:
-        return _read_table(str(path), path.stat().st_mtime_ns, tuple(columns) if columns else None).copy()
+        return _read_table(str(path), path.stat().st_mtime_ns, tuple(columns) if columns else None)
     except FileNotFoundError:
         raise RecordError(f"{path}: no rollouts for step {step}") from None
     except (pa.ArrowException, OSError, ValueError) as e:

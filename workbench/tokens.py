@@ -83,9 +83,10 @@ def two_checkpoints(root: Path, run: str, step, prompt_id, sample, a, b) -> tupl
     try:
         path = data.run_dir(root, run)
         view = data.rollout_tokens(path, int(step), int(prompt_id), int(sample))
-        model = data.read_json(path, "config.json").get("model", {})
+        config = data.read_json(path, "config.json")
+        model = config.get("model", {})
         model = model.get("name") if isinstance(model, dict) else model
-        beta = float(data.read_json(path, "config.json").get("beta", 0.05))
+        beta = float(config.get("beta", 0.05))
         outs = []
         for ck in (a, b):
             ckpt = None if ck in (None, "", "initial") else data.checkpoint_path(path, int(ck))
