@@ -19,6 +19,9 @@ class TrainConfig:
     """prime (outcome + implicit process rewards) or rloo (outcome only, the paper's baseline)"""
     prm: str = "online"
     """online (updated every step) or frozen (never updated: the offline-PRM ablation)"""
+    prm_init: str = ""
+    """checkpoint directory whose prm adapter starts the PRM (empty: a fresh adapter, equal to the
+    reference, so process rewards start at 0; with --prm frozen that makes PRIME equal to RLOO)"""
     prm_update: str = "single"
     """single forward (paper default: rewards from the PRM before its update) or double"""
     steps: int = 100

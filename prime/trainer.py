@@ -275,6 +275,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
                   lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device)
     tok = roles.tokenizer
+    if cfg.prm_init:  # an offline PRM (resume overwrites it with the checkpoint's, the same when frozen)
+        roles.load_adapters(Path(cfg.prm_init), roles=("prm",))
+    elif cfg.algo == "prime" and cfg.prm == "frozen":
+        print("note: --prm frozen without --prm-init keeps the PRM equal to the reference: process rewards are 0")
     prm_opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
     policy_opt = torch.optim.AdamW(roles.adapter_parameters("policy"), lr=cfg.policy_lr)
     skipped: list[str] | None = [] if cfg.skip_bad_rows else None

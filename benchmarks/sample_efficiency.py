@@ -1,0 +1,212 @@
+"""Sample efficiency on arith/tiny: PRIME, outcome-only RLOO and PRIME with a frozen PRM, ≥ 3 seeds.
+
+    python benchmarks/sample_efficiency.py [--seeds 0 1 2] [--steps 100] [--jobs 2]
+    python benchmarks/sample_efficiency.py --analyze-only      # re-read finished runs
+
+Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted ones resumed),
+then compares them. The arms share every setting but the algorithm:
+- rloo:   --algo rloo (outcome rewards only; the paper's baseline)
+- prime:  --algo prime, PRM updated online every step
+- frozen: --algo prime --prm frozen, PRM initialised from the final PRM of PRIME seed
+          `seeds[0]` and never updated (the paper's offline-PRM ablation; a fresh frozen
+          adapter equals the reference, which would make this arm RLOO exactly)
+Measures: training accuracy = `acc/drawn` (every sampled response, before filtering),
+smoothed by a trailing mean over --window steps; RLOO's final training accuracy = the
+mean over seeds of its last --window steps; for each arm and seed the first step whose
+trailing mean reaches it; the final eval accuracy (greedy and pass@1 at T = 1) as mean,
+standard deviation and range over seeds.
+Results: benchmarks/results/sample_efficiency.json and sample_efficiency.png (the plot,
+drawn with plotly and rendered by headless chromium). Raw runs stay in --runs-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+COMMON = ["--task", "arith", "--model", "tiny", "--prompts-per-step", "16", "--samples-per-prompt", "4",
+          "--policy-lr", "1e-3", "--prm-lr", "1e-4", "--reward-norm", "none",
+          "--eval-every", "STEPS", "--eval-n", "500", "--checkpoint-every", "10"]
+ARMS = ("rloo", "prime", "frozen")
+COLORS = {"rloo": "#1f77b4", "prime": "#d62728", "frozen": "#7f7f7f"}
+
+
+def arm_args(arm: str, runs: Path, seeds: list[int], steps: int) -> list[str]:
+    if arm == "rloo":
+        return ["--algo", "rloo"]
+    if arm == "prime":
+        return ["--algo", "prime"]
+    prm = runs / f"prime-s{seeds[0]}" / "checkpoints" / f"step_{steps:06d}"
+    return ["--algo", "prime", "--prm", "frozen", "--prm-init", str(prm)]
+
+
+def status(run: Path) -> str | None:
+    try:
+        return json.loads((run / "status.json").read_text())["state"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def launch(arm: str, seed: int, runs: Path, seeds: list[int], steps: int, threads: int) -> subprocess.Popen | None:
+    run = runs / f"{arm}-s{seed}"
+    if status(run) == "finished":
+        return None
+    if run.exists():
+        cmd = ["train", "--resume", str(run)]
+    else:
+        cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(steps), *COMMON,
+               *arm_args(arm, runs, seeds, steps)]
+        cmd[cmd.index("--eval-every") + 1] = str(steps)  # evaluate at step 0 and at the end only
+    run.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = open(runs / f"{arm}-s{seed}.log", "a")
+    print(f"start {arm} seed {seed}: prime {' '.join(cmd)}", flush=True)
+    return subprocess.Popen([sys.executable, "-m", "prime", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def train_all(runs: Path, seeds: list[int], steps: int, jobs: int) -> None:
+    """PRIME and RLOO first (seed by seed), then the frozen arm, which needs PRIME's final PRM."""
+    queue = [(arm, s) for s in seeds for arm in ("prime", "rloo")] + [("frozen", s) for s in seeds]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    active: dict[tuple[str, int], subprocess.Popen] = {}
+    while queue or active:
+        for key, proc in list(active.items()):
+            if proc.poll() is not None:
+                del active[key]
+                if proc.returncode:
+                    sys.exit(f"{key[0]} seed {key[1]} failed (exit {proc.returncode}); see {runs}/{key[0]}-s{key[1]}.log")
+                print(f"done  {key[0]} seed {key[1]}", flush=True)
+        ready = [k for k in queue if k[0] != "frozen" or status(runs / f"prime-s{seeds[0]}") == "finished"]
+        while ready and len(active) < jobs:
+            key = ready.pop(0)
+            queue.remove(key)
+            if (proc := launch(*key, runs, seeds, steps, threads)) is not None:
+                active[key] = proc
+        if not ready and not active and queue:
+            sys.exit(f"PRIME seed {seeds[0]} is not finished, so the frozen arm has no PRM; see {runs}")
+        time.sleep(2)
+
+
+# ---------------------------------------------------------------------------- analysis
+
+def trailing_mean(xs: list[float], window: int) -> list[float]:
+    """out[i] = mean(xs[max(0, i-window+1) : i+1])."""
+    return [statistics.fmean(xs[max(0, i - window + 1): i + 1]) for i in range(len(xs))]
+
+
+def first_reaching(curve: list[float], target: float, start: int) -> int | None:
+    """1-based step of the first value ≥ target at index ≥ start - 1 (None: never)."""
+    return next((i + 1 for i in range(start - 1, len(curve)) if curve[i] >= target), None)
+
+
+def spread(xs: list[float]) -> dict:
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+            "min": min(xs), "max": max(xs), "values": xs}
+
+
+def read_run(run: Path) -> dict:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train = [r for r in rows if "acc/drawn" in r]
+    evals = [r for r in rows if "eval/acc" in r]
+    return {"acc_drawn": [r["acc/drawn"] for r in train], "eval_first": evals[0], "eval_last": evals[-1],
+            "wall_s": train[-1]["time/wall_s"], "steps": len(train),
+            "prm_pairwise_acc": [r.get("reward_model/dpo_acc_before") for r in train]}
+
+
+def analyse(runs: Path, seeds: list[int], steps: int, window: int) -> dict:
+    data = {arm: {s: read_run(runs / f"{arm}-s{s}") for s in seeds} for arm in ARMS}
+    for arm in ARMS:
+        for s in seeds:
+            if data[arm][s]["steps"] != steps:
+                sys.exit(f"{runs}/{arm}-s{s} has {data[arm][s]['steps']} steps, not {steps}; rerun without --analyze-only")
+    target = statistics.fmean(statistics.fmean(data["rloo"][s]["acc_drawn"][-window:]) for s in seeds)
+    out = {"target_train_acc": target, "window": window, "steps": steps, "seeds": seeds, "arms": {}}
+    for arm in ARMS:
+        curves = {s: trailing_mean(data[arm][s]["acc_drawn"], window) for s in seeds}
+        mean_curve = [statistics.fmean(c[i] for c in curves.values()) for i in range(steps)]
+        out["arms"][arm] = {
+            "steps_to_target": {str(s): first_reaching(curves[s], target, window) for s in seeds},
+            "steps_to_target_seed_mean_curve": first_reaching(mean_curve, target, window),
+            "final_train_acc": spread([statistics.fmean(data[arm][s]["acc_drawn"][-window:]) for s in seeds]),
+            "first_train_acc": spread([statistics.fmean(data[arm][s]["acc_drawn"][:window]) for s in seeds]),
+            "eval_greedy_start": spread([data[arm][s]["eval_first"]["eval/acc"] for s in seeds]),
+            "eval_greedy_final": spread([data[arm][s]["eval_last"]["eval/acc"] for s in seeds]),
+            "eval_sampled_start": spread([data[arm][s]["eval_first"]["eval/acc_sampled"] for s in seeds]),
+            "eval_sampled_final": spread([data[arm][s]["eval_last"]["eval/acc_sampled"] for s in seeds]),
+            "wall_s": spread([data[arm][s]["wall_s"] for s in seeds]),
+            "mean_curve": mean_curve,
+            "seed_curves": {str(s): c for s, c in curves.items()},
+        }
+    return out
+
+
+def plot(result: dict, png: Path) -> None:
+    """Training accuracy (trailing mean, seed mean and each seed) with RLOO's final level."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    x = list(range(1, result["steps"] + 1))
+    for arm, r in result["arms"].items():
+        for s, c in r["seed_curves"].items():
+            fig.add_scatter(x=x, y=c, mode="lines", line={"color": COLORS[arm], "width": 1}, opacity=0.3,
+                            showlegend=False, name=f"{arm} seed {s}")
+        fig.add_scatter(x=x, y=r["mean_curve"], mode="lines", line={"color": COLORS[arm], "width": 3},
+                        name=f"{arm} (mean of {len(r['seed_curves'])} seeds)")
+    fig.add_hline(y=result["target_train_acc"], line_dash="dash",
+                  annotation_text=f"RLOO final training acc {result['target_train_acc']:.3f}")
+    fig.update_layout(title=f"arith / tiny: training accuracy (trailing mean of {result['window']} steps)",
+                      xaxis_title="step", yaxis_title="acc/drawn", width=900, height=500, template="plotly_white")
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_browser import CHROMIUM
+
+    html = png.with_name(png.stem + ".plot.tmp.html")
+    html.write_text(fig.to_html(include_plotlyjs=True, full_html=True))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM)
+            page = browser.new_page(viewport={"width": 920, "height": 520})
+            page.goto(html.as_uri())
+            page.wait_for_selector(".main-svg")
+            page.screenshot(path=str(png))
+            browser.close()
+    finally:
+        html.unlink()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "sample_efficiency")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (threads split between them)")
+    ap.add_argument("--window", type=int, default=10, help="trailing-mean window, steps")
+    ap.add_argument("--analyze-only", action="store_true")
+    args = ap.parse_args()
+    if not args.analyze_only:
+        train_all(args.runs_dir, args.seeds, args.steps, args.jobs)
+    result = analyse(args.runs_dir, args.seeds, args.steps, args.window)
+    result["command"] = " ".join(["python benchmarks/sample_efficiency.py", *sys.argv[1:]])
+    result["settings"] = " ".join(COMMON)
+    result["date"] = time.strftime("%Y-%m-%d")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sample_efficiency.json").write_text(json.dumps(result, indent=1))
+    plot(result, RESULTS / "sample_efficiency.png")
+    for arm, r in result["arms"].items():
+        print(f"{arm:7s} steps to {result['target_train_acc']:.3f}: {r['steps_to_target']} "
+              f"(mean curve {r['steps_to_target_seed_mean_curve']}); final eval pass@1 "
+              f"{r['eval_sampled_final']['mean']:.3f} ± {r['eval_sampled_final']['std']:.3f}, greedy "
+              f"{r['eval_greedy_final']['mean']:.3f} ± {r['eval_greedy_final']['std']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
