@@ -188,3 +188,31 @@ def test_an_enormous_prompt_is_a_clear_error_or_skipped(tiny_dir):
     skipped = []
     assert [r["id"] for r in fit_context(rows, tok, 256, 128, skipped, "arith")] == ["ok"]
     assert len(skipped) == 1 and "row huge" in skipped[0]
+
+
+def test_a_frozen_prm_starts_from_prm_init_and_never_moves(smoke_run, tmp_path):
+    """--prm frozen --prm-init CKPT: the paper's offline-PRM ablation. The PRM is the checkpoint's
+    (so process rewards are not 0) and is bit-identical after training."""
+    from safetensors.torch import load_file
+
+    from prime.records import read_rollouts
+    from prime.trainer import train
+
+    source, _, _ = smoke_run
+    init = source / "checkpoints" / "step_000002"
+    run = tmp_path / "frozen"
+    train(TrainConfig(out=str(run), algo="prime", prm="frozen", prm_init=str(init), steps=1, prompts_per_step=2,
+                      eval_every=0, max_new_tokens=100, filter_low=0.0, filter_high=1.0), progress=False)
+    before = load_file(init / "prm" / "adapter_model.safetensors")
+    after = load_file(run / "checkpoints" / "step_000001" / "prm" / "adapter_model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    rewards = read_rollouts(run, 1)["process_reward"]
+    assert any(abs(r) > 0 for row in rewards for r in row)
+
+
+def test_prm_init_without_an_adapter_is_a_clear_error(tmp_path, tiny_dir):
+    from prime.errors import UserError
+    from prime.trainer import train
+
+    with pytest.raises(UserError, match="no prm adapter"):
+        train(TrainConfig(out=str(tmp_path / "r"), prm_init=str(tmp_path), steps=1, eval_every=0), progress=False)
