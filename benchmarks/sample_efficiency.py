@@ -121,6 +121,10 @@ def read_run(run: Path) -> dict:
             "prm_pairwise_acc": [r.get("reward_model/dpo_acc_before") for r in train]}
 
 
+def prm_acc(run: dict) -> list[float]:
+    return [a for a in run["prm_pairwise_acc"] if a is not None]
+
+
 def analyse(runs: Path, seeds: list[int], steps: int, window: int) -> dict:
     data = {arm: {s: read_run(runs / f"{arm}-s{s}") for s in seeds} for arm in ARMS}
     for arm in ARMS:
@@ -142,6 +146,11 @@ def analyse(runs: Path, seeds: list[int], steps: int, window: int) -> dict:
             "eval_sampled_start": spread([data[arm][s]["eval_first"]["eval/acc_sampled"] for s in seeds]),
             "eval_sampled_final": spread([data[arm][s]["eval_last"]["eval/acc_sampled"] for s in seeds]),
             "wall_s": spread([data[arm][s]["wall_s"] for s in seeds]),
+            # the PRM's pairwise accuracy on each step's fresh rollouts, before its update (0.5: chance)
+            "prm_pairwise_acc_first_half": spread([statistics.fmean(prm_acc(data[arm][s])[:steps // 2]) for s in seeds])
+            if arm != "rloo" else None,
+            "prm_pairwise_acc_second_half": spread([statistics.fmean(prm_acc(data[arm][s])[steps // 2:]) for s in seeds])
+            if arm != "rloo" else None,
             "mean_curve": mean_curve,
             "seed_curves": {str(s): c for s, c in curves.items()},
         }
