@@ -11,6 +11,8 @@ rewards are not all 0) and the same 4-bit NF4 weights:
          rows at a time, and takes log-softmax at the target only (prime.logprobs).
 - naive: two separately loaded 4-bit models (PRM = base + LoRA, reference = base), each a
          plain forward over all positions, then the full (B, T, V) log_softmax and a gather.
+- ours_unquantised: our path over the unquantised (fp32) base, to show what 4-bit costs in
+         time on the CPU (bitsandbytes dequantises the weights on every matmul).
 The paths alternate in one process (a warm-up call each, then --repeats rounds of ours,
 naive); we report the median time, tokens per second (B × T tokens through both models),
 the weights each path holds (parameter + buffer bytes of its distinct models) and the peak
@@ -158,6 +160,9 @@ def main() -> None:
     for module in roles.shared.modules():  # a PRM that is not the reference (B = 0 at init)
         if isinstance(module, LoraLayer):
             torch.nn.init.normal_(module.lora_B["prm"].weight, std=0.02)
+    # the same path over an unquantised base: what the 4-bit weights cost in time
+    roles_fp = Roles(path, quant="none", layout="shared", lora=lora, device=device)
+    set_peft_model_state_dict(roles_fp.shared, get_peft_model_state_dict(roles.shared, adapter_name="prm"), adapter_name="prm")
     naive_prm = get_peft_model(load_base(path, "4bit", device), roles.shared.peft_config["prm"], adapter_name="prm")
     set_peft_model_state_dict(naive_prm, get_peft_model_state_dict(roles.shared, adapter_name="prm"), adapter_name="prm")
     naive_ref = load_base(path, "4bit", device)
@@ -177,7 +182,10 @@ def main() -> None:
         prm, ref = naive_logprobs(naive_prm, ids, attn), naive_logprobs(naive_ref, ids, attn)
         return BETA * (prm - ref) * resp
 
-    paths = {"ours": ours, "naive": naive}
+    def ours_unquantised():
+        return implicit_rewards(roles_fp.logprobs("prm", batch), roles_fp.logprobs("ref", batch), resp, BETA)
+
+    paths = {"ours": ours, "naive": naive, "ours_unquantised": ours_unquantised}
     rewards = {name: fn() for name, fn in paths.items()}  # warm-up, and the agreement check
     times = {name: [] for name in paths}
     peaks = {name: [] for name in paths}
@@ -205,6 +213,7 @@ def main() -> None:
         "naive": forward_flops(config, lora.r, targets, B, T, B * T, lora=True)
         + forward_flops(config, lora.r, targets, B, T, B * T, lora=False),
     }
+    flops["ours_unquantised"] = flops["ours"]
     compute_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     peak = matmul_peak_flops(device, compute_dtype)
     peak_best = max(peak.values())
@@ -216,6 +225,7 @@ def main() -> None:
         "compute_dtype": str(compute_dtype).removeprefix("torch."),
         "batch": B, "length": T, "prompt_tokens": PROMPT, "response_tokens": n_resp, "repeats": args.repeats,
         "max_abs_reward_diff_ours_vs_naive": float((rewards["ours"] - rewards["naive"])[mask].abs().max()),
+        "mean_abs_reward_diff_4bit_vs_unquantised": float((rewards["ours"] - rewards["ours_unquantised"])[mask].abs().mean()),
         "mean_abs_reward": float(rewards["ours"][mask].abs().mean()),
         "matmul_peak_flops": peak, "matmul_peak_flops_best": peak_best,
         "paths": {},
@@ -224,7 +234,8 @@ def main() -> None:
         median = statistics.median(times[name])
         result["paths"][name] = {
             "times_s": times[name], "median_s": median, "tokens_per_s": B * T / median,
-            "weights_mib": weight_mib([roles.shared] if name == "ours" else [naive_prm, naive_ref]),
+            "weights_mib": weight_mib({"ours": [roles.shared], "naive": [naive_prm, naive_ref],
+                                       "ours_unquantised": [roles_fp.shared]}[name]),
             "peak_transient_mib": max(peaks[name]),
             "forward_flops": flops[name], "achieved_flops": flops[name] / median,
             "fraction_of_matmul_peak": flops[name] / median / peak_best,
@@ -236,7 +247,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "paths"}, indent=1))
     for name, r in result["paths"].items():
-        print(f"{name:5s} {r['median_s']:.2f} s  {r['tokens_per_s']:.0f} tok/s  weights {r['weights_mib']:.0f} MiB  "
+        print(f"{name:16s} {r['median_s']:.2f} s  {r['tokens_per_s']:.0f} tok/s  weights {r['weights_mib']:.0f} MiB  "
               f"transient {r['peak_transient_mib']:.0f} MiB  {r['achieved_flops'] / 1e9:.1f} GFLOP/s "
               f"({100 * r['fraction_of_matmul_peak']:.0f}% of peak)")
 
