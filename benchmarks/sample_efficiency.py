@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 COMMON = ["--task", "arith", "--model", "tiny", "--prompts-per-step", "16", "--samples-per-prompt", "4",
           "--policy-lr", "1e-3", "--prm-lr", "1e-4", "--reward-norm", "none",
-          "--eval-every", "STEPS", "--eval-n", "500", "--checkpoint-every", "10"]
+          "--eval-n", "500", "--checkpoint-every", "10"]
 ARMS = ("rloo", "prime", "frozen")
 COLORS = {"rloo": "#1f77b4", "prime": "#d62728", "frozen": "#7f7f7f"}
 
@@ -62,9 +62,8 @@ def launch(arm: str, seed: int, runs: Path, seeds: list[int], steps: int, thread
     if run.exists():
         cmd = ["train", "--resume", str(run)]
     else:
-        cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(steps), *COMMON,
-               *arm_args(arm, runs, seeds, steps)]
-        cmd[cmd.index("--eval-every") + 1] = str(steps)  # evaluate at step 0 and at the end only
+        cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(steps),
+               "--eval-every", str(steps), *COMMON, *arm_args(arm, runs, seeds, steps)]  # eval at step 0 and the end
     run.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log = open(runs / f"{arm}-s{seed}.log", "a")
