@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -44,11 +43,10 @@ LR = 2e-4
 def prompt_rows(n: int) -> list[dict]:
     """The first n GSM8K training rows in the order a seed-0 PRIME run draws them."""
     from prime.tasks import load_task
+    from prime.trainer import data_order
 
     rows = load_task("gsm8k", "train")
-    order = list(range(len(rows)))
-    random.Random(0).shuffle(order)
-    return [rows[i] for i in order[:n]]
+    return [rows[i] for i in data_order(len(rows), seed=0)[:n]]
 
 
 def run_prime(args) -> dict:

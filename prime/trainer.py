@@ -257,6 +257,13 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------- the loop
 
+def data_order(n_rows: int, seed: int) -> list[int]:
+    """The order in which a run with this seed draws its training rows."""
+    order = list(range(n_rows))
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> dict:
     """Accuracy of the policy on held-out rows: greedy (eval/acc) and one sample each at the
     training temperature (eval/acc_sampled, pass@1), with a fixed seed so evaluations compare."""
@@ -288,8 +295,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     test_rows = fit_context(test_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
     if skipped:
         print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
-    order = list(range(len(train_rows)))
-    random.Random(cfg.seed).shuffle(order)
+    order = data_order(len(train_rows), cfg.seed)
 
     state = LoopState()
     if resume:  # continue from the last checkpoint (or the start); drop anything written after it
