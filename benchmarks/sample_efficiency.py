@@ -113,9 +113,11 @@ def spread(xs: list[float]) -> dict:
 
 def read_run(run: Path) -> dict:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    train = [r for r in rows if "acc/drawn" in r]
+    # training acc over every sampled response: `acc` since the veRL naming, `acc/drawn` before it
+    drawn = "acc/drawn" if any("acc/drawn" in r for r in rows) else "acc"
+    train = [r for r in rows if r.get(drawn) is not None]
     evals = [r for r in rows if "eval/acc" in r]
-    return {"acc_drawn": [r["acc/drawn"] for r in train], "eval_first": evals[0], "eval_last": evals[-1],
+    return {"acc_drawn": [r[drawn] for r in train], "eval_first": evals[0], "eval_last": evals[-1],
             "wall_s": train[-1]["time/wall_s"], "steps": len(train),
             "prm_pairwise_acc": [r.get("reward_model/dpo_acc_before") for r in train]}
 

@@ -188,7 +188,7 @@ metrics = {algo: pd.DataFrame(read_metrics(RUNS / algo)) for algo in ("prime", "
 fig = go.Figure()
 for algo, df in metrics.items():
     df = df[df.step > 0]
-    fig.add_trace(go.Scatter(x=df.step, y=df["acc/drawn"], name=f"{algo} training acc (all samples)"))
+    fig.add_trace(go.Scatter(x=df.step, y=df["acc"], name=f"{algo} training acc (all samples)"))
     fig.add_trace(go.Scatter(x=df.step, y=df["filter/kept_fraction"], name=f"{algo} kept fraction", line=dict(dash="dot")))
 fig.update_layout(title="PRIME vs RLOO", xaxis_title="step", height=350)
 fig.show()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 
@@ -52,6 +53,14 @@ class TrainConfig:
     """paper 10.0"""
     micro_batch: int = 16
     """responses per forward/backward; gradients accumulate to one step per mini-batch"""
+    ppo_mini_batches: int = 1
+    """policy optimizer steps per iteration: the kept rollouts, in order, split into this many
+    mini-batches, one PPO step each (1: one step on the whole batch; PRIME-RL's published run: 4,
+    256 rollouts per mini-batch of 1024)"""
+    prm_mini_batches: int = 1
+    """PRM optimizer steps per iteration (PRIME-RL and veRL's recipe: 4). With prm_update single,
+    each mini-batch is scored by the PRM as the mini-batches before it left it (PRIME-RL's
+    `update: after`); with double, all steps come first, then one scoring pass (veRL's `before`)"""
     max_new_tokens: int = 128
     """response length limit (paper 3072)"""
     temperature: float = 1.0
@@ -64,6 +73,9 @@ class TrainConfig:
     """paper (Eq. 5) or code (the authors' per-token variant)"""
     gamma: float = 1.0
     """discount for process returns (paper 1)"""
+    zero_last_process_reward: bool = False
+    """set each response's last-token process reward to 0 before normalisation and advantages, as
+    veRL's PRIME recipe does (paper and PRIME-RL: kept). The PRM loss still sums every token."""
     lora_r: int = 16
     """LoRA rank of both adapters"""
     quant: str = "4bit"
@@ -84,6 +96,10 @@ class TrainConfig:
     """test problems per evaluation"""
     checkpoint_every: int = 1
     """save adapters + optimizers + RNG + data position every N steps"""
+    keep_last_checkpoints: int = 2
+    """keep only this many most recent checkpoints (resume needs the last one) ..."""
+    keep_checkpoint_every: int = 50
+    """... plus every checkpoint whose step is a multiple of this (0: none), and the final one"""
 
     def __post_init__(self):
         choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
@@ -95,8 +111,34 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"config field {name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        if self.samples_per_prompt < 2:
-            raise UserError("config field samples_per_prompt must be ≥ 2: the leave-one-out baseline needs another sample")
+        for name, ok, expected in self.range_checks():
+            value = getattr(self, name)
+            if not ok(value):
+                raise UserError(f"config field {name}={value!r}: expected {expected}")
+        if self.filter_low > self.filter_high:
+            raise UserError(f"config field filter_low={self.filter_low} > filter_high={self.filter_high}: "
+                            "the filter would keep no prompt; expected filter_low ≤ filter_high")
+
+    @staticmethod
+    def range_checks():
+        """(field, test, what is expected) for every numeric field: checked before anything loads."""
+        finite = math.isfinite
+        at_least = lambda n: (lambda v: v >= n, f"an integer ≥ {n}")  # noqa: E731
+        positive = (lambda v: finite(v) and v > 0, "a finite number > 0")
+        non_negative = (lambda v: finite(v) and v >= 0, "a finite number ≥ 0")
+        fraction = (lambda v: finite(v) and 0 <= v <= 1, "a number in [0, 1]")
+        return [(n, *c) for n, c in {
+            "steps": at_least(1), "prompts_per_step": at_least(1),
+            "samples_per_prompt": (lambda v: v >= 2, "an integer ≥ 2: the leave-one-out baseline needs another sample"),
+            "beta": positive, "filter_low": fraction, "filter_high": fraction, "max_draws_per_step": at_least(1),
+            "policy_lr": non_negative, "prm_lr": non_negative, "clip_eps": positive,
+            "policy_grad_clip": positive, "prm_grad_clip": positive, "micro_batch": at_least(1),
+            "ppo_mini_batches": at_least(1), "prm_mini_batches": at_least(1), "max_new_tokens": at_least(1),
+            "temperature": positive, "top_p": (lambda v: finite(v) and 0 < v <= 1, "a number in (0, 1]"),
+            "gamma": fraction, "lora_r": at_least(1), "seed": at_least(0), "eval_every": at_least(0),
+            "eval_n": at_least(1), "checkpoint_every": at_least(1), "keep_last_checkpoints": at_least(1),
+            "keep_checkpoint_every": at_least(0),
+        }.items()]
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":

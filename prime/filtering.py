@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 KEPT, TOO_EASY, TOO_HARD, TRUNCATED = "kept", "too_easy", "too_hard", "truncated"
+SURPLUS = "surplus"  # kept by the filter after the step already had P prompts: put back, sampled again later
 
 
 def filter_decisions(prompt_acc: torch.Tensor, low: float = 0.2, high: float = 0.8,

@@ -16,18 +16,38 @@ def prm_ce_loss(sequence_reward: torch.Tensor, outcome_reward: torch.Tensor) -> 
     return F.binary_cross_entropy_with_logits(sequence_reward, outcome_reward.to(sequence_reward.dtype))
 
 
-def pairwise_accuracy(sequence_reward: torch.Tensor, outcome_reward: torch.Tensor, K: int) -> torch.Tensor:
-    """Within each prompt's K responses, over pairs with different labels, the |Δ label|-weighted
-    fraction the PRM orders like the labels; 0.5 for a batch without such a pair (§2).
-
-    A tie in r_φ counts as half right. (B,), (B,) -> scalar.
-    """
+def _group_pairs(sequence_reward, outcome_reward, K):
+    """Within each prompt's group, (Δ reward, Δ label, weight |Δ label| on pairs i < j), each (P, K, K)."""
     r = sequence_reward.view(-1, K)  # (P, K)
     o = outcome_reward.view(-1, K).to(r.dtype)
-    d_label = o.unsqueeze(-1) - o.unsqueeze(-2)  # (P, K, K): label_i − label_j
+    d_label = o.unsqueeze(-1) - o.unsqueeze(-2)  # label_i − label_j
     d_reward = r.unsqueeze(-1) - r.unsqueeze(-2)
     upper = torch.triu(torch.ones(K, K, dtype=torch.bool, device=r.device), diagonal=1)
-    weight = d_label.abs() * upper
+    return d_reward, d_label, d_label.abs() * upper
+
+
+def pairwise_accuracy(sequence_reward: torch.Tensor, outcome_reward: torch.Tensor, K: int) -> torch.Tensor:
+    """`reward_model/dpo_acc_before` exactly as PRIME-RL and veRL's recipe compute it
+    (`compute_dpo_accuracy`): per prompt group, over pairs i < j with different labels, the
+    |Δ label|-weighted fraction where (r_i − r_j > 0) == (label_i − label_j > 0); 0.5 for a group
+    without such a pair; then the plain mean over groups (PRIME_SPEC §2, §9).
+
+    A tie r_i == r_j counts as predicting label_i ≤ label_j, as the references' `> 0` tests do.
+    (B,), (B,) -> scalar.
+    """
+    d_reward, d_label, weight = _group_pairs(sequence_reward, outcome_reward, K)
+    agree = ((d_reward > 0) == (d_label > 0)).to(weight.dtype)
+    total = weight.sum((-1, -2))  # (P,)
+    per_group = torch.where(total > 0, (weight * agree).sum((-1, -2)) / total.clamp(min=1e-30), 0.5)
+    return per_group.mean()
+
+
+def pairwise_accuracy_pooled(sequence_reward: torch.Tensor, outcome_reward: torch.Tensor, K: int) -> torch.Tensor:
+    """`reward_model/pairwise_acc_pooled`: the same pairs, pooled over the whole batch (each pair
+    weighs |Δ label|, whatever its group), a tie counting as half right; 0.5 for a batch without
+    such a pair. Less noisy than the group mean when groups hold few pairs. (B,), (B,) -> scalar.
+    """
+    d_reward, d_label, weight = _group_pairs(sequence_reward, outcome_reward, K)
     agree = torch.where(d_reward * d_label > 0, 1.0, torch.where(d_reward == 0, 0.5, 0.0))
     total = weight.sum()
     if total == 0:

@@ -192,7 +192,33 @@ def load_base(model_dir: Path, quant: str = "4bit", device: torch.device | None 
                         f"rebuild it (`prime models build NAME --force`) or re-download it") from None
     model.requires_grad_(False)
     model.eval()
+    if quant == "4bit":
+        one_numeric_path(model)
     return model
+
+
+def one_numeric_path(model) -> int:
+    """Keep every 4-bit layer on the one kernel that also computes gradients; returns how many.
+
+    bitsandbytes ≥ 0.48 (`Linear4bit.forward`) repacks a layer's NF4 bytes into a CPU-specific
+    layout the first time the layer runs in eval mode on an input that needs no grad, when the
+    CPU has AVX512-BF16 (Sapphire Rapids and later: most cloud x86), and from then on computes
+    that layer with a bf16 gemv kernel that has no backward. On such a machine the reference
+    and old-policy log-probs (no grad) would differ from the PPO and PRM forwards (grad), so the
+    first ratio is not 1 and rewards are not 0 at init; gradients stop at every repacked layer;
+    and the merged sampler would dequantise the repacked bytes as if they were NF4. Turning the
+    per-layer switch off at load keeps one layout and one kernel (the dequantise + matmul of
+    `gemm_4bit`) on every CPU and GPU, with and without grad. Cost: on such CPUs no-grad
+    forwards lose that kernel's speed; the engine is correct first.
+    """
+    import bitsandbytes as bnb
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 # ---------------------------------------------------------------------------- the roles
@@ -318,6 +344,9 @@ class Roles:
                     continue
                 base = module.get_base_layer()
                 w = base.weight
+                if getattr(getattr(w, "quant_state", None), "packing_format_for_cpu", False):
+                    raise RuntimeError(f"{name}: bitsandbytes repacked this 4-bit weight for its CPU kernel; "
+                                       "load the base with prime.models.load_base (one_numeric_path)")
                 w = bnb.functional.dequantize_4bit(w.data, w.quant_state) if hasattr(w, "quant_state") else w.detach()
                 w = w.float()
                 if role in module.lora_A:

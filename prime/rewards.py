@@ -29,3 +29,10 @@ def batch_norm_rewards(rewards: torch.Tensor, mask: torch.Tensor, eps: float = 1
     returns = masked.flip(-1).cumsum(-1).flip(-1)  # (B, T): Σ_{s≥t} r_s
     scale = (returns * mask).abs().max() + eps
     return masked / scale
+
+
+def zero_last_token(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The rewards with each response's last token set to 0, as veRL's PRIME recipe stores them
+    (PRIME_SPEC §11; the paper and PRIME-RL keep it). rewards, mask: (B, T) -> (B, T)."""
+    last = mask * (mask.flip(-1).cumsum(-1).flip(-1) == 1)  # (B, T): 1 on each row's last response token
+    return rewards * mask * (1 - last)

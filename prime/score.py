@@ -87,7 +87,7 @@ def checkpoint_dir(run: Path, step: int | None) -> Path:
     if not root.is_dir():
         raise UserError(f"run {run} has no checkpoints/ directory; is it a run directory made by `prime train`?")
     if step is None:
-        steps = sorted(root.glob("step_*"))
+        steps = sorted(p for p in root.glob("step_*") if not p.name.endswith(".partial"))
         if not steps:
             raise UserError(f"run {run} has no checkpoints yet; wait for its first checkpoint")
         return steps[-1]

@@ -20,10 +20,10 @@ from prime.advantages import outcome_advantages, process_advantages, whiten
 from prime.config import TrainConfig
 from prime.evaluate import accuracy
 from prime.errors import UserError
-from prime.filtering import KEPT, filter_decisions
-from prime.losses import pairwise_accuracy, ppo_loss, prm_ce_loss
+from prime.filtering import KEPT, SURPLUS, filter_decisions
+from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
 from prime.models import LoraSettings, Roles, make_batch, resolve_model
-from prime.rewards import batch_norm_rewards, implicit_rewards
+from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
 from prime.tasks import load_task
@@ -58,7 +58,12 @@ class LoopState:
 
     step: int = 0
     cursor: int = 0
-    buffer: list[dict] = field(default_factory=list)
+    buffer: list[int] = field(default_factory=list)
+    """surplus kept prompts (row indices), drawn first next step and sampled again (PRIME_SPEC §4)"""
+
+    def __post_init__(self):
+        # checkpoints before the prompts-only buffer kept whole groups: keep their prompts
+        self.buffer = [b["prompt_id"] if isinstance(b, dict) else int(b) for b in self.buffer]
 
 
 # ---------------------------------------------------------------------------- stages
@@ -133,38 +138,56 @@ def micro_slices(B: int, size: int):
     return [slice(i, min(i + size, B)) for i in range(0, B, size)]
 
 
-def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """§7.4: PRM forward → token rewards; CE update (single forward by default).
+def mini_slices(B: int, n: int) -> list[slice]:
+    """Rows 0..B split in order into n near-equal contiguous mini-batches (the last ones may be
+    one row shorter; none is empty)."""
+    n = min(n, B)
+    bounds = [B * i // n for i in range(n + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
-    Returns (prm_logp, ref_logp, stats), log-probs (B, T) detached; prm_logp is None for rloo. In single-forward mode the
-    rewards come from the PRM before this update (the authors' `update: after`).
+
+def sub_batch(batch, sl: slice):
+    return type(batch)(batch.input_ids[sl], batch.attention_mask[sl], batch.response_mask[sl])
+
+
+def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """§7.4: PRM forward → token rewards; CE update, `prm_mini_batches` optimizer steps.
+
+    Returns (prm_logp, ref_logp, stats), log-probs (B, T) detached; prm_logp is None for rloo.
+    Single forward (the authors' `update: after`): each mini-batch's rewards come from the PRM
+    before that mini-batch's step (so with one mini-batch, from the PRM before this update).
+    Double forward: all steps first, then the updated PRM scores the whole batch again.
     """
     K, B = cfg.samples_per_prompt, batch.input_ids.shape[0]
     update = cfg.algo == "prime" and cfg.prm == "online"
     ref_logp = roles.logprobs("ref", batch)
     if cfg.algo == "rloo":  # outcome only: no PRM forward (its log-probs would go unused)
         return None, ref_logp, {}
-    prm_parts, loss_total = [], 0.0
-    if update:
-        prm_opt.zero_grad(set_to_none=True)
-    for sl in micro_slices(B, cfg.micro_batch):
-        sub = type(batch)(batch.input_ids[sl], batch.attention_mask[sl], batch.response_mask[sl])
-        prm_logp = roles.logprobs("prm", sub, grad=update)
+    prm_parts, loss_total, grad_norms = [], 0.0, []
+    for mini in mini_slices(B, cfg.prm_mini_batches if update else 1):
+        n_mini = mini.stop - mini.start
         if update:
-            seq_reward = cfg.beta * ((prm_logp - ref_logp[sl]) * mask[sl]).sum(-1)  # (b,) r_φ(y)
-            loss = prm_ce_loss(seq_reward, outcome[sl]) * (prm_logp.shape[0] / B)
-            if not torch.isfinite(loss):
-                raise TrainingFailed(f"PRM loss is {loss.item()} (non-finite); lower --prm-lr or check the data")
-            loss.backward()
-            loss_total += loss.item()
-        prm_parts.append(prm_logp.detach())
+            prm_opt.zero_grad(set_to_none=True)
+        for sl in micro_slices(n_mini, cfg.micro_batch):
+            sl = slice(mini.start + sl.start, mini.start + sl.stop)
+            prm_logp = roles.logprobs("prm", sub_batch(batch, sl), grad=update)
+            if update:
+                seq_reward = cfg.beta * ((prm_logp - ref_logp[sl]) * mask[sl]).sum(-1)  # (b,) r_φ(y)
+                loss = prm_ce_loss(seq_reward, outcome[sl]) * (prm_logp.shape[0] / n_mini)
+                if not torch.isfinite(loss):
+                    raise TrainingFailed(f"PRM loss is {loss.item()} (non-finite); lower --prm-lr or check the data")
+                loss.backward()
+                loss_total += loss.item() * n_mini / B
+            prm_parts.append(prm_logp.detach())
+        if update:
+            grad_norms.append(torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("prm"), cfg.prm_grad_clip).item())
+            prm_opt.step()
     prm_logp = torch.cat(prm_parts)
     seq_reward = cfg.beta * ((prm_logp - ref_logp) * mask).sum(-1)
-    stats = {"reward_model/dpo_acc_before": pairwise_accuracy(seq_reward, outcome, K).item()}
+    stats = {"reward_model/dpo_acc_before": pairwise_accuracy(seq_reward, outcome, K).item(),
+             "reward_model/pairwise_acc_pooled": pairwise_accuracy_pooled(seq_reward, outcome, K).item()}
     if update:
-        grad_norm = torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("prm"), cfg.prm_grad_clip)
-        prm_opt.step()
-        stats |= {"reward_model/loss": loss_total, "reward_model/grad_norm": grad_norm.item()}
+        stats |= {"reward_model/loss": loss_total, "reward_model/grad_norm": sum(grad_norms) / len(grad_norms)}
         if cfg.prm_update == "double":
             prm_logp = roles.logprobs("prm", batch)
     return prm_logp, ref_logp, stats
@@ -180,26 +203,31 @@ def advantage_stage(outcome, process_reward, mask, cfg) -> tuple[torch.Tensor, t
 
 
 def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> dict:
-    """§7.7: one PPO epoch, one mini-batch of all kept rollouts, micro-batches accumulated so the
-    loss is the mean over all response tokens."""
+    """§7.7: one PPO epoch over the kept rollouts in `ppo_mini_batches` mini-batches, one optimizer
+    step each; within a mini-batch, micro-batches accumulate so its loss is the mean over its
+    response tokens. Logged values are token-weighted means over the epoch; grad norm the mean."""
     n_tokens = mask.sum()
-    policy_opt.zero_grad(set_to_none=True)
     totals = {"actor/pg_loss": 0.0, "actor/pg_clipfrac": 0.0, "actor/ppo_kl": 0.0, "actor/entropy": 0.0}
-    for sl in micro_slices(batch.input_ids.shape[0], cfg.micro_batch):
-        sub = type(batch)(batch.input_ids[sl], batch.attention_mask[sl], batch.response_mask[sl])
-        logp = roles.logprobs("policy", sub, grad=True)
-        loss, stats = ppo_loss(logp, old_logp[sl], advantages[sl], mask[sl], cfg.clip_eps)
-        weight = mask[sl].sum() / n_tokens
-        if not torch.isfinite(loss):
-            raise TrainingFailed(f"policy loss is {loss.item()} (non-finite); lower --policy-lr")
-        (loss * weight).backward()
-        totals["actor/pg_loss"] += loss.item() * weight.item()
-        totals["actor/pg_clipfrac"] += stats["pg_clipfrac"] * weight.item()
-        totals["actor/ppo_kl"] += stats["ppo_kl"] * weight.item()
-        # Monte-Carlo entropy: mean −log π of the sampled tokens (no full-vocabulary pass).
-        totals["actor/entropy"] += (-(old_logp[sl] * mask[sl]).sum() / n_tokens).item()
-    totals["actor/grad_norm"] = torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("policy"), cfg.policy_grad_clip).item()
-    policy_opt.step()
+    grad_norms = []
+    for mini in mini_slices(batch.input_ids.shape[0], cfg.ppo_mini_batches):
+        mini_tokens = mask[mini].sum()
+        policy_opt.zero_grad(set_to_none=True)
+        for sl in micro_slices(mini.stop - mini.start, cfg.micro_batch):
+            sl = slice(mini.start + sl.start, mini.start + sl.stop)
+            logp = roles.logprobs("policy", sub_batch(batch, sl), grad=True)
+            loss, stats = ppo_loss(logp, old_logp[sl], advantages[sl], mask[sl], cfg.clip_eps)
+            if not torch.isfinite(loss):
+                raise TrainingFailed(f"policy loss is {loss.item()} (non-finite); lower --policy-lr")
+            (loss * (mask[sl].sum() / mini_tokens)).backward()
+            weight = (mask[sl].sum() / n_tokens).item()
+            totals["actor/pg_loss"] += loss.item() * weight
+            totals["actor/pg_clipfrac"] += stats["pg_clipfrac"] * weight
+            totals["actor/ppo_kl"] += stats["ppo_kl"] * weight
+            # Monte-Carlo entropy: mean −log π of the sampled tokens (no full-vocabulary pass).
+            totals["actor/entropy"] += (-(old_logp[sl] * mask[sl]).sum() / n_tokens).item()
+        grad_norms.append(torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("policy"), cfg.policy_grad_clip).item())
+        policy_opt.step()
+    totals["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
     return totals
 
 
@@ -240,6 +268,25 @@ def save_checkpoint(run: Path, state: LoopState, roles: Roles, prm_opt, policy_o
     records.atomic_write_json(tmp / "state.json", asdict(state))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+
+
+def prune_checkpoints(run: Path, cfg: TrainConfig) -> list[Path]:
+    """Delete checkpoints the retention policy does not keep; returns what was deleted.
+
+    Kept: the `keep_last_checkpoints` most recent (resume needs the last), every step that is a
+    multiple of `keep_checkpoint_every`, and the run's final step. Called after a checkpoint is
+    complete, so a kill at any moment still leaves the newest one whole.
+    """
+    done = sorted(p for p in (run / "checkpoints").glob("step_*") if not p.name.endswith(".partial"))
+    keep = set(done[-cfg.keep_last_checkpoints:])
+    for p in done:
+        step = int(p.name.removeprefix("step_"))
+        if step == cfg.steps or (cfg.keep_checkpoint_every and step % cfg.keep_checkpoint_every == 0):
+            keep.add(p)
+    dropped = [p for p in done if p not in keep]
+    for p in dropped:
+        shutil.rmtree(p, ignore_errors=True)
+    return dropped
 
 
 def load_checkpoint(ckpt: Path, roles: Roles, prm_opt, policy_opt) -> LoopState:
@@ -340,6 +387,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             records.append_metrics(run, metrics)
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
                 save_checkpoint(run, state, roles, prm_opt, policy_opt)
+                prune_checkpoints(run, cfg)
             records.write_status(run, "running", state.step, skipped_rows=n_skipped)
             if bar:
                 bar.update(1)
@@ -366,15 +414,17 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     t0 = time.time()
     timing = {"gen": 0.0, "verify": 0.0}
 
-    # 1–3. draw, sample, verify, filter; refill until P prompts are kept
+    # 1–3. draw, sample, verify, filter; refill until P prompts are kept. Prompts put back by
+    # the last step come first; they are sampled again by the current policy (§4).
     drawn: list[Group] = []
-    kept: list[Group] = [Group(**g) for g in state.buffer[:P]]
-    state.buffer = state.buffer[P:]
-    draws = 0
-    merged = roles.sampler() if cfg.sampler == "merged" and len(kept) < P else None  # once per step: the policy is fixed until §7.7
-    while len(kept) < P and draws < cfg.max_draws_per_step and state.cursor < len(order):
-        ids = [order[i] for i in range(state.cursor, min(state.cursor + P, len(order)))]
-        state.cursor += len(ids)
+    draws = n_kept = 0
+    more = lambda: bool(state.buffer) or state.cursor < len(order)  # noqa: E731
+    merged = roles.sampler() if cfg.sampler == "merged" and more() else None  # once per step: the policy is fixed until §7.7
+    while n_kept < P and draws < cfg.max_draws_per_step and more():
+        ids, state.buffer = state.buffer[:P], state.buffer[P:]
+        fresh = min(P - len(ids), len(order) - state.cursor)
+        ids += order[state.cursor : state.cursor + fresh]
+        state.cursor += fresh
         t = time.time()
         groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws, merged=merged)
         timing["gen"] += time.time() - t
@@ -383,23 +433,27 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
         timing["verify"] += time.time() - t
         decide(groups, cfg)
         drawn += groups
-        kept += [g for g in groups if g.decision == KEPT]
         draws += 1
+        n_kept += sum(g.decision == KEPT for g in groups)
+    kept = [g for g in drawn if g.decision == KEPT]
     kept, surplus = kept[:P], kept[P:]
-    state.buffer = [asdict(g) for g in surplus] + state.buffer
+    for g in surplus:  # passed the filter, but the step is full: the prompt goes back, its responses do not
+        g.decision = SURPLUS
+    state.buffer = [g.prompt_id for g in surplus] + state.buffer
     decisions = [g.decision for g in drawn]
+    n_drawn = sum(len(g.outcome) for g in drawn)
     metrics = {"step": step, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
-               **{f"filter/{d}": decisions.count(d) for d in ("kept", "too_easy", "too_hard", "truncated")},
+               **{f"filter/{d}": decisions.count(d) for d in ("kept", "surplus", "too_easy", "too_hard", "truncated")},
                "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
-               "acc/drawn": sum(g.acc for g in drawn) / len(drawn) if drawn else None,
+               # veRL's `acc`: mean outcome of every rollout generated this step, before filtering
+               "acc": sum(g.acc * len(g.outcome) for g in drawn) / n_drawn if n_drawn else None,
                "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
 
-    # A kept group is recorded in the step that trains on it: surplus waits for a later step.
-    shown = [g for g in drawn if all(g is not s for s in surplus)] + [g for g in kept if all(g is not d for d in drawn)]
+    shown = drawn  # every sampled response is recorded in the step that sampled it
     if not kept:
         records.write_rollouts(run, step, rollout_rows(step, shown, tok, None, None, None, None, None, {}, cfg))
         state.step = step
-        return {**metrics, "acc": None, "timing_s/step": time.time() - t0}
+        return {**metrics, "acc/kept": None, "timing_s/step": time.time() - t0}
 
     # 4. PRM forward on kept rollouts → token rewards; PRM update
     batch = make_batch([g.prompt_ids for g in kept for _ in range(K)], [r for g in kept for r in g.responses],
@@ -413,6 +467,8 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
         process_reward = torch.zeros_like(mask)
     else:
         raw = implicit_rewards(prm_logp, ref_logp, mask, cfg.beta)
+        if cfg.zero_last_process_reward:
+            raw = zero_last_token(raw, mask)
         process_reward = batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
 
     # 5. old policy log-probs (the reference ones came with the PRM forward)
@@ -442,7 +498,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
     lengths = mask.sum(-1)
-    metrics |= {"acc": outcome.mean().item(), **prm_stats, **actor,
+    metrics |= {"acc/kept": outcome.mean().item(), **prm_stats, **actor,
                 **stats3("critic/advantages", advantages[tokens]), **stats3("critic/returns", returns[tokens]),
                 **stats3("response_length", lengths),
                 "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}

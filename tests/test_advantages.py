@@ -8,7 +8,7 @@ import torch
 
 from prime.advantages import discounted_returns, outcome_advantages, process_advantages, rloo_baseline, whiten
 from prime.filtering import filter_decisions
-from prime.losses import pairwise_accuracy, ppo_loss, prm_ce_loss
+from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
 from prime.rewards import batch_norm_rewards
 
 
@@ -101,7 +101,7 @@ def test_prm_ce_loss_hand_case():
     assert prm_ce_loss(torch.tensor([math.log(3)]), torch.tensor([1.0])).item() == pytest.approx(-math.log(0.75), abs=1e-6)
 
 
-def slow_pairwise(r, o, K):
+def slow_pairwise_pooled(r, o, K):
     num = den = 0.0
     for p in range(len(r) // K):
         for i in range(K):
@@ -115,13 +115,51 @@ def slow_pairwise(r, o, K):
     return 0.5 if den == 0 else num / den
 
 
+def slow_dpo_accuracy(r, o, K):
+    """PRIME-RL's / veRL's compute_dpo_accuracy, loop by loop: a weighted accuracy per group
+    (0.5 without a pair of different labels), then the mean over groups."""
+    per_group = []
+    for p in range(len(r) // K):
+        num = den = 0.0
+        for i in range(K):
+            for j in range(i + 1, K):
+                a, b = p * K + i, p * K + j
+                w = abs(o[a] - o[b])
+                num += w * float((r[a] - r[b] > 0) == (o[a] - o[b] > 0))
+                den += w
+        per_group.append(0.5 if den == 0 else num / den)
+    return sum(per_group) / len(per_group)
+
+
 def test_pairwise_accuracy_fast_against_slow():
     g = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        r = torch.randn(12, generator=g)
-        o = torch.randint(0, 3, (12,), generator=g).float() / 2  # soft labels 0, 0.5, 1
-        assert pairwise_accuracy(r, o, 4).item() == pytest.approx(slow_pairwise(r.tolist(), o.tolist(), 4))
+    for K in (2, 4, 8):
+        for _ in range(5):
+            r = torch.randn(3 * K, generator=g)
+            r[1] = r[0]  # a tie
+            o = torch.randint(0, 3, (3 * K,), generator=g).float() / 2  # soft labels 0, 0.5, 1
+            assert pairwise_accuracy(r, o, K).item() == pytest.approx(slow_dpo_accuracy(r.tolist(), o.tolist(), K))
+            assert pairwise_accuracy_pooled(r, o, K).item() == pytest.approx(slow_pairwise_pooled(r.tolist(), o.tolist(), K))
     assert pairwise_accuracy(torch.randn(4), torch.ones(4), 4).item() == 0.5  # no pair with different labels
+    assert pairwise_accuracy_pooled(torch.randn(4), torch.ones(4), 4).item() == 0.5
+
+
+def test_pairwise_accuracy_is_a_mean_over_groups_hand_case():
+    # Group 1: labels 1,0,0,0, rewards ordered right for all 3 pairs -> 1.0.
+    # Group 2: labels 1,1,1,0, only the pair (y1, y4) ordered right of 3 -> 1/3.
+    # References: mean over groups (1 + 1/3) / 2 = 2/3. Pooled: 4 of 6 pairs, 2/3 too...
+    o = torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 0])
+    r = torch.tensor([3.0, 0, 1, 2, 5, -1, -2, 0])
+    assert pairwise_accuracy(r, o, 4).item() == pytest.approx(2 / 3)
+    # ...but add a group with soft labels 1,1,1,0.5 (3 pairs of weight 0.5), all ordered wrong:
+    # group mean (1 + 1/3 + 0) / 3 = 4/9; pooled (3 + 1 + 0) / (3 + 3 + 1.5) = 8/15.
+    o3, r3 = torch.cat([o, torch.tensor([1.0, 1, 1, 0.5])]), torch.cat([r, torch.tensor([0.0, 0.5, 0.5, 1])])
+    assert pairwise_accuracy(r3, o3, 4).item() == pytest.approx(4 / 9)
+    assert pairwise_accuracy_pooled(r3, o3, 4).item() == pytest.approx(8 / 15)
+    # Ties (every reward 0, as at step 0): the references count a tie as "label_i ≤ label_j".
+    assert pairwise_accuracy(torch.zeros(4), torch.tensor([0.0, 1, 1, 1]), 4).item() == 1.0
+    assert pairwise_accuracy(torch.zeros(4), torch.tensor([1.0, 0, 0, 0]), 4).item() == 0.0
+    assert pairwise_accuracy_pooled(torch.zeros(4), torch.tensor([1.0, 0, 0, 0]), 4).item() == 0.5
 
 
 def test_ppo_loss_hand_case():

@@ -4,6 +4,7 @@ other exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -92,3 +93,61 @@ def test_record_readers_never_crash_on_damaged_files(a_run, which, blob, keep):
                 assert str(a_run) in str(e)
     finally:
         path.write_bytes(original)
+
+
+# ---------------------------------------------------------------------------- the command line's numbers
+
+NUMERIC_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if type(f.default) in (int, float)]
+
+
+def test_every_numeric_field_has_a_range_check():
+    assert sorted(NUMERIC_FIELDS) == sorted(name for name, _, _ in TrainConfig.range_checks())
+
+
+def run_cli(argv, monkeypatch, capsys):
+    """`prime train ARGV` in-process with the trainer replaced: (exit code, stderr, config or None).
+    The config must be refused before anything loads, so the trainer must not even be called."""
+    from prime import cli, trainer
+
+    started = {}
+    monkeypatch.setattr(trainer, "train", lambda cfg, resume=False: started.setdefault("cfg", cfg))
+    try:
+        code = cli.main(["train", *argv])
+    except SystemExit as e:  # argparse: a value that is not a number at all
+        code = e.code
+    return code, capsys.readouterr().err, started.get("cfg")
+
+
+@pytest.mark.parametrize("argv, field", [  # each of these trained, or crashed with a traceback, before
+    (["--prompts-per-step", "0"], "prompts_per_step"),  # ran a step that trained on nothing
+    (["--steps", "-5"], "steps"),  # created a run that did nothing
+    (["--beta", "-1"], "beta"),  # trained with the reward's sign flipped
+    (["--filter-low", "0.9", "--filter-high", "0.1"], "filter_low"),  # kept no prompt, ever
+    (["--policy-lr", "-1"], "policy_lr"),  # ValueError traceback from AdamW
+    (["--temperature", "0"], "temperature"),  # RuntimeError in sampling
+    (["--max-new-tokens", "0"], "max_new_tokens"),  # RuntimeError
+    (["--micro-batch", "0"], "micro_batch"),  # ValueError
+    (["--beta", "nan"], "beta"),
+    (["--top-p", "1.5"], "top_p"),
+    (["--samples-per-prompt", "1"], "samples_per_prompt"),
+    (["--keep-last-checkpoints", "0"], "keep_last_checkpoints"),
+])
+def test_out_of_range_fields_are_refused_before_loading(argv, field, monkeypatch, capsys, tmp_path):
+    code, err, cfg = run_cli(["--out", str(tmp_path / "r"), *argv], monkeypatch, capsys)
+    assert code == 2 and cfg is None and "Traceback" not in err
+    lines = [l for l in err.splitlines() if l.startswith("prime: error:")]
+    assert len(lines) == 1 and f"config field {field}" in lines[0], err
+
+
+@FUZZ
+@given(field=st.sampled_from(NUMERIC_FIELDS),
+       value=st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(["", "x", "1e999"]))
+def test_cli_numeric_fields_fuzzed(field, value, monkeypatch, capsys, tmp_path):
+    """Any value for any numeric flag: a config every range check accepts, or exit 2 naming the
+    field (argparse's own exit 2 for text that is not a number); never a traceback."""
+    code, err, cfg = run_cli(["--out", str(tmp_path / "r"), f"--{field.replace('_', '-')}={value}"], monkeypatch, capsys)
+    if cfg is not None:
+        assert code == 0 and all(ok(getattr(cfg, name)) for name, ok, _ in TrainConfig.range_checks())
+    else:
+        assert code == 2 and "Traceback" not in err
+        assert field in err or "invalid" in err, err  # the field is named (argparse: "invalid int value")

@@ -2,7 +2,7 @@
 
 import torch
 
-from prime.rewards import implicit_rewards, q_values
+from prime.rewards import implicit_rewards, q_values, zero_last_token
 
 
 def test_implicit_rewards_hand_case():
@@ -31,3 +31,12 @@ def test_q_values_fast_against_slow():
 def test_equal_models_give_exactly_zero():
     logp = torch.randn(3, 7)
     assert (implicit_rewards(logp, logp.clone(), torch.ones(3, 7), 0.05) == 0).all()
+
+
+def test_zero_last_token_hand_case():
+    # rows of length 3 and 1 (right padded): only each row's last response token becomes 0
+    r = torch.tensor([[0.1, 0.2, 0.3, 0.9], [0.5, 0.9, 0.9, 0.9]])
+    mask = torch.tensor([[1.0, 1, 1, 0], [1, 0, 0, 0]])
+    assert torch.equal(zero_last_token(r, mask), torch.tensor([[0.1, 0.2, 0.0, 0.0], [0.0, 0, 0, 0]]))
+    left = torch.tensor([[0.0, 1, 1, 1]])  # left padding: the last token is the row's last column
+    assert torch.equal(zero_last_token(torch.ones(1, 4), left), torch.tensor([[0.0, 1, 1, 0]]))

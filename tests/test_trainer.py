@@ -16,7 +16,8 @@ from prime.rewards import batch_norm_rewards, implicit_rewards
 METRICS = ["acc", "reward_model/loss", "reward_model/dpo_acc_before", "reward_model/grad_norm", "actor/pg_loss",
            "actor/pg_clipfrac", "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "critic/advantages/mean",
            "critic/returns/mean", "response_length/mean", "response_length/clip_ratio", "timing_s/gen", "timing_s/step",
-           "filter/kept", "filter/too_easy", "filter/too_hard", "filter/truncated", "filter/draws", "eval/acc", "eval/acc_sampled", "acc/drawn"]
+           "filter/kept", "filter/surplus", "filter/too_easy", "filter/too_hard", "filter/truncated", "filter/draws", "eval/acc",
+           "eval/acc_sampled", "acc/kept", "reward_model/pairwise_acc_pooled"]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +48,10 @@ def smoke_run(tmp_path_factory, tiny_dir):
 def test_adapters_changed_base_did_not(smoke_run):
     _, _, cap = smoke_run
     before, after = cap["before"], cap["after"]
-    for role in ("policy", "prm"):
+    for role in ("policy", "prm"):  # every adapted projection learned, not only some (a repacked 4-bit layer blocks gradients)
         names = [n for n in before if "lora_B" in n and f".{role}." in n]
-        assert names and any(not torch.equal(before[n], after[n]) for n in names), role
+        unchanged = [n for n in names if torch.equal(before[n], after[n])]
+        assert len(names) == 28 and unchanged == [], f"{role}: {len(unchanged)} of {len(names)} unchanged, e.g. {unchanged[:2]}"
     frozen = [n for n in before if "lora_" not in n]
     assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
 
@@ -64,6 +66,8 @@ def test_records_complete(smoke_run):
     assert set(metrics[0]) == {"step", "eval/acc", "eval/acc_sampled", "timing_s/eval"}
     for name in METRICS:
         assert name in metrics[-1], name
+    # the first PPO step: the policy's log-probs with grad equal the old (no-grad) ones exactly
+    assert metrics[1]["actor/ppo_kl"] == 0.0 and metrics[1]["actor/pg_clipfrac"] == 0.0
     for step in (1, 2):
         df = pd.read_parquet(run / "rollouts" / f"step_{step:06d}.parquet")
         assert list(df.columns) == ROLLOUT_SCHEMA.names
@@ -83,7 +87,8 @@ def test_records_recompute(smoke_run):
     for step in (1, 2):
         df = pd.read_parquet(run / "rollouts" / f"step_{step:06d}.parquet")
         decisions = filter_decisions(torch.tensor(df.groupby("prompt_id", sort=False).prompt_acc.first().values))
-        assert decisions == list(df.groupby("prompt_id", sort=False).filter_decision.first())
+        recorded = [d.replace("surplus", "kept") for d in df.groupby("prompt_id", sort=False).filter_decision.first()]
+        assert decisions == recorded
         kept = df[df.filter_decision == "kept"]
         T = kept.token_ids.map(len).max()
         pad = lambda col: torch.tensor([list(v) + [0.0] * (T - len(v)) for v in kept[col]], dtype=torch.float64)
@@ -216,3 +221,64 @@ def test_prm_init_without_an_adapter_is_a_clear_error(tmp_path, tiny_dir):
 
     with pytest.raises(UserError, match="no prm adapter"):
         train(TrainConfig(out=str(tmp_path / "r"), prm_init=str(tmp_path), steps=1, eval_every=0), progress=False)
+
+
+def test_surplus_prompts_return_without_their_responses(tmp_path, tiny_dir, monkeypatch):
+    """PRIME_SPEC §4: a prompt kept after the step already has P goes back to the buffer as a
+    prompt only; the next step samples it again with the then-current policy."""
+    from prime import trainer
+    from prime.filtering import KEPT, TOO_HARD
+    from prime.records import read_rollouts
+
+    script = iter([[KEPT, TOO_HARD], [KEPT, KEPT], [KEPT, KEPT]])  # draw 2 leaves one kept prompt over
+
+    def scripted(groups, cfg):
+        for g, d in zip(groups, next(script)):
+            g.decision = d
+
+    monkeypatch.setattr(trainer, "decide", scripted)
+    run = tmp_path / "surplus"
+    trainer.train(TrainConfig(out=str(run), steps=2, prompts_per_step=2, eval_every=0, max_new_tokens=30), progress=False)
+    one, two = read_rollouts(run, 1), read_rollouts(run, 2)
+    surplus = one[one.filter_decision == "surplus"].prompt_id.unique().tolist()
+    assert len(surplus) == 1 and (one.filter_decision == "kept").sum() == 2 * 4
+    assert one[one.filter_decision == "surplus"].advantage.map(len).eq(0).all()  # not trained in step 1
+    state1 = json.loads((run / "checkpoints" / "step_000001" / "state.json").read_text())
+    assert state1["buffer"] == surplus  # the prompt id only
+    again = two[two.prompt_id == surplus[0]]
+    assert len(again) == 4 and (again.step == 2).all() and (again.filter_decision == "kept").all()
+    assert two.prompt_id.iloc[0] == surplus[0]  # drawn first
+    metrics = read_metrics(run)
+    assert [m["filter/surplus"] for m in metrics] == [1, 0]
+
+
+def test_mini_batch_steps_and_reference_options(tmp_path, tiny_dir):
+    """4 PRM and 4 policy optimizer steps per iteration and veRL's last-token zeroing run and
+    record: the last token of every kept response has process reward exactly 0."""
+    from prime.records import read_rollouts
+    from prime.trainer import train
+
+    run = tmp_path / "verl"
+    train(TrainConfig(out=str(run), steps=1, prompts_per_step=2, eval_every=0, max_new_tokens=60, prm_mini_batches=4,
+                      ppo_mini_batches=4, prm_update="double", zero_last_process_reward=True, prm_lr=1e-3), progress=False)
+    kept = read_rollouts(run, 1).query("filter_decision == 'kept'")
+    assert len(kept) == 8 and all(len(r) and r[-1] == 0.0 and any(x != 0 for x in r) for r in kept.process_reward)
+    assert read_metrics(run)[-1]["reward_model/loss"] > 0
+
+
+def test_checkpoint_retention(tmp_path):
+    """The last N, every Kth and the final step stay; the rest go (and half-written ones are left
+    for resume to clean up)."""
+    from prime.trainer import latest_checkpoint, prune_checkpoints
+
+    run = tmp_path / "r"
+    for step in range(1, 121):
+        (run / "checkpoints" / f"step_{step:06d}").mkdir(parents=True)
+    (run / "checkpoints" / "step_000121.partial").mkdir()
+    cfg = TrainConfig(steps=200, keep_last_checkpoints=2, keep_checkpoint_every=50)
+    dropped = prune_checkpoints(run, cfg)
+    left = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert left == ["step_000050", "step_000100", "step_000119", "step_000120", "step_000121.partial"]
+    assert len(dropped) == 116 and latest_checkpoint(run).name == "step_000120"
+    prune_checkpoints(run, TrainConfig(steps=119, keep_last_checkpoints=1, keep_checkpoint_every=0))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000119", "step_000120", "step_000121.partial"]

@@ -88,7 +88,7 @@ def test_rollout_tokens_carry_the_recorded_rewards(root):
 
 def test_curve_frame_overlays_runs_with_smoothing_and_wall_time(root):
     df = data.curve_frame(root, ["prime-a", "rloo-a"], "acc")
-    assert set(df.run) == {"prime-a", "rloo-a"} and set(df.metric) == {"acc", "acc/drawn"}
+    assert set(df.run) == {"prime-a", "rloo-a"} and set(df.metric) == {"acc", "acc/kept"}
     wall = data.curve_frame(root, ["prime-a"], "acc", x="wall")
     assert wall.x.max() == pytest.approx(15.0 / 60)
     assert data.curve_frame(root, ["prime-a", "../etc"], "acc").run.unique().tolist() == ["prime-a"]

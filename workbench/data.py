@@ -30,12 +30,13 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?$")
 SUMMARY_COLUMNS = ["step", "prompt_id", "sample_idx", "prompt", "response", "reference_answer", "outcome_reward",
                    "verifier_detail", "prompt_acc", "filter_decision"]
 CURVES = {  # label -> metric names drawn together
-    "acc": ["acc", "acc/drawn"],
+    "acc": ["acc", "acc/kept", "acc/drawn"],  # acc/drawn: runs written before acc took veRL's meaning
+    "training acc (all samples)": ["acc"],
     "eval/acc": ["eval/acc", "eval/acc_sampled"],
     "kept fraction": ["filter/kept_fraction"],
-    "filter decisions": ["filter/kept", "filter/too_easy", "filter/too_hard", "filter/truncated"],
+    "filter decisions": ["filter/kept", "filter/surplus", "filter/too_easy", "filter/too_hard", "filter/truncated"],
     "PRM loss": ["reward_model/loss"],
-    "PRM pairwise accuracy": ["reward_model/dpo_acc_before"],
+    "PRM pairwise accuracy": ["reward_model/dpo_acc_before", "reward_model/pairwise_acc_pooled"],
     "advantages": ["critic/advantages/mean", "critic/advantages/max", "critic/advantages/min"],
     "response length": ["response_length/mean", "response_length/max", "response_length/min"],
     "step time (s)": ["timing_s/step"],
@@ -228,6 +229,8 @@ def filter_reason(acc: float, decision: str, low: float, high: float) -> str:
         return f"acc {acc:.2f} < {low:g}: (almost) every sample wrong, no signal"
     if decision == "truncated":
         return "a response hit the length limit"
+    if decision == "surplus":
+        return f"{low:g} ≤ acc {acc:.2f} ≤ {high:g}, but the step was full: the prompt goes back, to be sampled again"
     return decision
 
 

@@ -30,7 +30,7 @@ def show_step(root: Path, run: str, step):
         return pd.DataFrame(), go.Figure(), f"⚠ {e}"
     low, high = float(config.get("filter_low", 0.2)), float(config.get("filter_high", 0.8))
     fig = go.Figure()
-    for decision, colour in (("kept", "#2b6cb0"), ("too_easy", "#a0aec0"), ("too_hard", "#c53030"), ("truncated", "#d69e2e")):
+    for decision, colour in (("kept", "#2b6cb0"), ("surplus", "#90cdf4"), ("too_easy", "#a0aec0"), ("too_hard", "#c53030"), ("truncated", "#d69e2e")):
         part = table[table.decision == decision]
         if len(part):
             fig.add_trace(go.Histogram(x=part.acc, name=decision, marker_color=colour, xbins=dict(start=-0.125, end=1.125, size=0.25)))

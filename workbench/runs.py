@@ -16,7 +16,7 @@ def overview(root: Path):
     from workbench.curves import figure
 
     names = data.list_run_names(root)
-    fig = figure(root, names, 0.6, "step", charts=["acc/drawn"], cols=1)
+    fig = figure(root, names, 0.6, "step", charts=["training acc (all samples)"], cols=1)
     fig.update_layout(height=260, showlegend=True, title="training accuracy of every run (smoothed 0.6)")
     return fig
 

@@ -43,7 +43,7 @@ def make_run(root: Path, name: str, steps: int = 5, prompts: int = 16, K: int = 
                              "process_reward": per() if algo == "prime" else [], "advantage": per()})
         records.write_rollouts(run, step, rows)
         acc = sum(accs) / len(accs)
-        records.append_metrics(run, {"step": step, "acc": acc, "acc/drawn": acc, "filter/kept_fraction": decisions.count("kept") / prompts,
+        records.append_metrics(run, {"step": step, "acc": acc, "acc/kept": acc, "filter/kept_fraction": decisions.count("kept") / prompts,
                                      "filter/kept": decisions.count("kept"), "filter/too_easy": decisions.count("too_easy"),
                                      "filter/too_hard": decisions.count("too_hard"), "filter/truncated": 0,
                                      "reward_model/loss": 0.69 - 0.001 * step, "reward_model/dpo_acc_before": 0.5 + rng.random() / 5,
