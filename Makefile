@@ -40,7 +40,7 @@ demo-data: tiny
 	rm -f data/demo/*/checkpoints/*/optimizers.pt
 	rm -rf data/demo/rloo/checkpoints/step_000010
 
-DEMO_FLAGS = --steps 20 --prompts-per-step 8 --policy-lr 1e-3 --prm-lr 1e-3 --eval-every 10 --eval-n 100 --checkpoint-every 10
+DEMO_FLAGS = --steps 20 --prompts-per-step 8 --policy-lr 3e-4 --prm-lr 1e-4 --eval-every 10 --eval-n 100 --checkpoint-every 10
 
 test: tiny browser
 	$(BIN)/python -m pytest -ra

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Issue 6 item 5: the scoring and step benchmarks with smollm2-135m in 4-bit on CUDA, in one go,
-# for a machine lent by the `device` tool (15 minutes of device time in all). Results go to
-# $OUT (the device tool's folder) or benchmarks/results/gpu/. Expects the CUDA build of
-# torch 2.13.0 and the TRL requirements installed (see README "GPU" and "Benchmarks").
-# Not run yet: no device has been lent to this project's benchmark task so far.
+# Everything that needs a GPU, in one go, for a machine lent by the `device` tool (15 minutes of
+# device time in all). Results go to $OUT (the device tool's folder) or benchmarks/results/gpu/.
+# Expects the CUDA build of torch 2.13.0 (README "GPU"); the TRL requirements for the last step.
+#   1. the 4-bit numeric-path invariants on CUDA (bf16 compute, NF4 base): rewards exactly 0 at
+#      init, grad and no-grad log-probs identical, gradient on every adapter, weights untouched
+#      by no-grad forwards, merged sampler ≈ the bf16 4-bit policy (issue 12)
+#   2. a 5-step smollm2-135m PRIME run on GSM8K (issue 12)
+#   3. scoring throughput and step time against TRL (issue 6)
+# Not run yet: no device has been lent to this project's tasks so far.
 set -euo pipefail
 out=${OUT:-benchmarks/results/gpu}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python -c "import torch, bitsandbytes; assert torch.cuda.is_available(); print(torch.__version__, bitsandbytes.__version__)"
-timeout 200 python benchmarks/scoring_throughput.py --repeats 10 --out "$out/scoring_throughput_cuda.json"
-timeout 300 python benchmarks/step_time_trl.py --prompts 16 --k 4 --max-new 256 --steps 4 --out "$out/step_time_trl_cuda.json"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$out/date.txt"
+model=$(prime models build smollm2-135m | tail -1)
+timeout 120 python tests/test_numeric_path.py "$model" --device cuda | tail -1 | tee "$out/numeric_path_cuda.json"
+timeout 240 prime train --model smollm2-135m --task gsm8k --steps 5 --prompts-per-step 8 --max-new-tokens 256 \
+    --eval-every 5 --eval-n 50 --policy-lr 1e-5 --prm-lr 1e-5 --out "$out/smollm2_gsm8k_5steps" > "$out/smollm2_gsm8k.log" 2>&1
+tail -3 "$out/smollm2_gsm8k_5steps/metrics.jsonl"
+timeout 120 python benchmarks/scoring_throughput.py --repeats 10 --out "$out/scoring_throughput_cuda.json"
+timeout 200 python benchmarks/step_time_trl.py --prompts 16 --k 4 --max-new 256 --steps 4 --out "$out/step_time_trl_cuda.json"

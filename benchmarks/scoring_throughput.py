@@ -204,7 +204,7 @@ def main() -> None:
         return sum(t.numel() * t.element_size() for m in seen for t in [*m.parameters(), *m.buffers()]) / 2**20
 
     config = roles.models["ref"].config
-    targets = list(lora.targets)
+    targets = list(roles.targets)
     n_resp = int(mask.sum())
     flops = {
         # ours: the LM head on response positions only (position t's state predicts token t+1)

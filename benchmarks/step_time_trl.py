@@ -73,7 +73,7 @@ def run_trl(args) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from prime.models import LoraSettings, load_base, load_tokenizer, resolve_model
+    from prime.models import LLAMA_STYLE, LoraSettings, load_base, load_tokenizer, resolve_model
     from prime.verifiers import verify
 
     path = resolve_model(args.model)
@@ -115,7 +115,7 @@ def run_trl(args) -> dict:
         model=load_base(path, "4bit"), reward_funcs=reward, args=config, train_dataset=Dataset.from_list(data),
         processing_class=tok,
         peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                               target_modules=list(lora.targets), bias="none"),
+                               target_modules=list(lora.targets or LLAMA_STYLE), bias="none"),  # SmolLM2 is a Llama
         callbacks=[StepTimer()])
     trainer.train()
     return {"step_s": times, "response_length_mean": lengths}

@@ -179,7 +179,7 @@ RUNS = pathlib.Path(tempfile.mkdtemp(prefix="prime-poc-"))
 print("runs in", RUNS)"""),
     ("code", """from prime.config import TrainConfig
 from prime.trainer import train
-common = dict(steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, seed=SEED, policy_lr=1e-3, prm_lr=1e-3,
+common = dict(steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, seed=SEED, policy_lr=3e-4, prm_lr=1e-4,
               eval_every=STEPS, eval_n=20 if SMALL else 200, max_new_tokens=96 if SMALL else 128)
 for algo in ("prime", "rloo"):
     train(TrainConfig(out=str(RUNS / algo), algo=algo, **common), progress=not SMALL)"""),

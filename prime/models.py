@@ -43,8 +43,50 @@ class LoraSettings:
     """LoRA scaling numerator (scale = alpha / r)"""
     dropout: float = 0.0
     """0: log-probs must be deterministic, for the rewards and for PPO ratios"""
-    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    """module names that get adapters: every projection of a Llama-style block"""
+    targets: tuple[str, ...] = ()
+    """module names that get adapters; empty: every projection of the model family's blocks
+    (LORA_TARGETS, or every linear layer but the LM head for a family not in that table)"""
+
+
+LLAMA_STYLE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_TARGETS = {  # config.model_type -> every projection of its decoder block (read from transformers' modeling code)
+    "llama": LLAMA_STYLE, "mistral": LLAMA_STYLE, "qwen2": LLAMA_STYLE, "qwen3": LLAMA_STYLE,
+    "gemma": LLAMA_STYLE, "gemma2": LLAMA_STYLE, "gemma3_text": LLAMA_STYLE, "olmo2": LLAMA_STYLE,
+    "phi3": ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),  # fused q/k/v and gate/up
+}
+
+
+def lora_targets(model) -> tuple[str, ...]:
+    """The module names LoRA adapts in `model` (a transformers CausalLM, quantised or not).
+
+    Known families come from LORA_TARGETS; others get every linear layer inside the decoder
+    (what peft calls "all-linear"). A model with none (GPT-2's Conv1D projections, say) cannot
+    carry the policy and PRM adapters on a 4-bit base: a UserError names its architecture.
+    """
+    import bitsandbytes as bnb
+
+    model_type = getattr(model.config, "model_type", "?")
+    linear = (torch.nn.Linear, bnb.nn.Linear4bit)
+    head = model.get_output_embeddings()
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, linear) and m is not head}
+    wanted = LORA_TARGETS.get(model_type)
+    if wanted and set(wanted) <= names:
+        return wanted
+    if names:
+        return tuple(sorted(names))
+    arch = ", ".join(getattr(model.config, "architectures", None) or [type(model).__name__])
+    raise UserError(f"cannot adapt {arch} (model_type {model_type!r}): it has no linear projections for LoRA on a "
+                    f"4-bit base; supported families: {', '.join(sorted(LORA_TARGETS))} and others built of nn.Linear")
+
+
+def output_head(lm):
+    """The LM head as (N, H) -> (N, V) logits, exactly as the model's own forward makes them:
+    Gemma 2 caps its final logits (tanh(x / c) · c) after the head, so we do too."""
+    head = lm.get_output_embeddings()
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if not cap:
+        return head
+    return lambda h: torch.tanh(head(h) / cap) * cap
 
 
 # ---------------------------------------------------------------------------- the cache
@@ -177,6 +219,7 @@ def load_base(model_dir: Path, quant: str = "4bit", device: torch.device | None 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if quant not in ("4bit", "none"):
         raise UserError(f"unknown --quant {quant!r}; choose 4bit or none")
+    require_causal_lm(model_dir)
     kwargs = {"dtype": dtype, "device_map": {"": device}}
     if quant == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -221,6 +264,23 @@ def one_numeric_path(model) -> int:
     return n
 
 
+def require_causal_lm(model_dir: Path) -> None:
+    """PRIME's three roles are decoder-only LMs: refuse anything else by name, before loading."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+    except Exception as e:  # noqa: BLE001 - a bad config.json raises many types; load_base reports it
+        raise UserError(f"cannot read {model_dir}/config.json ({type(e).__name__}: {_first_line(e)}); "
+                        "is it a Hugging Face model directory?") from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        arch = ", ".join(config.architectures or [type(config).__name__])
+        raise UserError(f"cannot adapt {arch} (model_type {config.model_type!r}) in {model_dir}: it is not a causal "
+                        "(decoder-only) language model, which the policy, PRM and reference must be; "
+                        "use a Llama, Qwen2/3, Mistral, Gemma 2, Phi-3 or other causal LM")
+
+
 # ---------------------------------------------------------------------------- the roles
 
 @dataclass
@@ -262,22 +322,21 @@ class Roles:
         from peft import LoraConfig, get_peft_model
 
         self.device = self.device or default_device()
+        if self.layout not in ("shared", "separate"):
+            raise UserError(f"unknown --layout {self.layout!r}; choose shared or separate")
         self.tokenizer = load_tokenizer(self.model_dir)
+        bases = [load_base(self.model_dir, self.quant, self.device) for _ in range(1 if self.layout == "shared" else 3)]
+        self.targets = tuple(self.lora.targets) or lora_targets(bases[0])
         cfg = LoraConfig(r=self.lora.r, lora_alpha=self.lora.alpha, lora_dropout=self.lora.dropout,
-                         target_modules=list(self.lora.targets), bias="none")
+                         target_modules=list(self.targets), bias="none")
         if self.layout == "shared":
-            self.shared = get_peft_model(load_base(self.model_dir, self.quant, self.device), cfg, adapter_name="policy")
+            self.shared = get_peft_model(bases[0], cfg, adapter_name="policy")
             self.shared.add_adapter("prm", cfg)
             self.models = {"policy": self.shared, "prm": self.shared, "ref": self.shared}
-        elif self.layout == "separate":
-            self.shared = None
-            self.models = {
-                "policy": get_peft_model(load_base(self.model_dir, self.quant, self.device), cfg, adapter_name="policy"),
-                "prm": get_peft_model(load_base(self.model_dir, self.quant, self.device), cfg, adapter_name="prm"),
-                "ref": load_base(self.model_dir, self.quant, self.device),
-            }
         else:
-            raise UserError(f"unknown --layout {self.layout!r}; choose shared or separate")
+            self.shared = None
+            self.models = {"policy": get_peft_model(bases[0], cfg, adapter_name="policy"),
+                           "prm": get_peft_model(bases[1], cfg, adapter_name="prm"), "ref": bases[2]}
         self._lora_params = [p for m in self.models.values() for n, p in m.named_parameters() if "lora_" in n]
         for p in self._lora_params:
             p.requires_grad_(True)
@@ -327,7 +386,7 @@ class Roles:
         with self.role(role) as model, torch.set_grad_enabled(grad):
             lm = self.causal_lm(model)
             hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
-            return token_logprobs(hidden, lm.get_output_embeddings(), ids, resp, chunk_rows)
+            return token_logprobs(hidden, output_head(lm), ids, resp, chunk_rows)
 
     # -- a fast sampler
     def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:
@@ -411,4 +470,5 @@ class Roles:
 
     def describe(self) -> dict:
         return {"model_dir": str(self.model_dir), "quant": self.quant, "layout": self.layout,
-                "lora": asdict(self.lora), "device": str(self.device)}
+                "lora": asdict(self.lora) | {"targets": list(self.targets)}, "device": str(self.device),
+                "model_type": getattr(self.causal_lm(self.models["ref"]).config, "model_type", None)}
