@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: setup tiny browser demo demo-data test test-fast lab clean-venv
+.PHONY: setup tiny browser sandbox demo demo-data test test-fast lab clean-venv
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: run 'sudo apt-get install chromium' (the browser tests skip without it)"; fi; }
 
+# Debian's bubblewrap: the code verifier runs model-written programs in it (no fallback without it).
+sandbox:
+	@command -v bwrap >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "bubblewrap missing: run 'sudo apt-get install bubblewrap' (the code verifier needs it)"; fi; }
+
 # Opens the demo runs shipped in data/demo (real runs of the engine on tiny); RUNS=runs for yours.
 demo: tiny
 	$(BIN)/python -m workbench $(if $(RUNS),--runs $(RUNS),--demo) --host $(HOST) --port $(PORT)
@@ -42,10 +48,10 @@ demo-data: tiny
 
 DEMO_FLAGS = --steps 20 --prompts-per-step 8 --policy-lr 3e-4 --prm-lr 1e-4 --eval-every 10 --eval-n 100 --checkpoint-every 10
 
-test: tiny browser
+test: tiny browser sandbox
 	$(BIN)/python -m pytest -ra
 
-test-fast: setup
+test-fast: setup sandbox
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 lab: setup

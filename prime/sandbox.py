@@ -1,249 +1,474 @@
-"""Run untrusted Python (code a model wrote) in a contained child process (PRIME_SPEC §3).
+"""Untrusted code (programs a model wrote) runs here, isolated by the kernel (PRIME_SPEC §3).
 
-Two layers, so that one failing does not let the program out:
+Every run is a fresh bubblewrap (`bwrap`) container:
 
-1. The operating system. The child is a new session (its own process group, killed as a
-   whole when the run ends, on time or not), with resource limits: CPU seconds, address
-   space, file size (which also caps its output files), open files, no core dumps and no new
-   processes (bounded when we run as root). Its environment is empty but for PATH/HOME/LANG, its working directory a fresh
-   temporary one. When we run as root (CI does) the child also gets a network namespace of
-   its own (no interfaces, so no network) and then drops to the `nobody` user, so it cannot
-   read root's files, signal our processes or raise its limits back.
-2. The interpreter. Before the program runs, an audit hook (PEP 578, which Python code cannot
-   remove) refuses sockets, process creation, signals, limit changes, ctypes, and any file
-   access outside the temporary directory and Python's own library.
+- new user, pid, network, ipc, uts and cgroup namespaces; inside, the program is uid 65534
+  with no capabilities and cannot create further user namespaces;
+- the file system is read-only `/usr` and the Python installation, a fresh `/proc` and a
+  minimal `/dev`; the only writable place is a size-capped tmpfs (`/tmp`); nothing of the
+  host's home, /tmp, the project or its data is visible;
+- the network namespace has only its own loopback; abstract unix sockets are per namespace;
+- rlimits on CPU seconds, address space, file size, open files and processes, and a wall-clock
+  deadline; `--die-with-parent` and the pid namespace mean that when we kill `bwrap` at the end
+  of a run, every process the program started is gone with it (setsid or not).
 
-What is not contained: a program may forge its own test results from inside the interpreter
-(it shares it with the test runner); the reward is only as honest as the tests. Programs
-that do so still cannot affect anything outside their directory.
+The tests never enter the container: prime.harness runs them in this (trusted) process and
+talks to the program over a pipe in plain data only (prime.plaindata). What runs next to the
+program is prime/sandbox_child.py. Without `bwrap`, or where it cannot create namespaces, a
+SandboxUnavailable error says what to install or enable; there is no weaker fallback.
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import itertools
 import os
-import resource
+import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-NOBODY = 65534
-CLONE_NEWNET = 0x40000000
+from prime import plaindata
+from prime.errors import UserError
 
-# The child's test runner. It reads {program, tests} from stdin, installs the audit hook,
-# runs the program, then each test, writing one JSON line per test to an inherited file descriptor.
-_RUNNER = r'''
-import json, os, sys
-payload = json.loads(sys.stdin.read())
-results = os.fdopen(payload["fd"], "w")
-tmp = os.path.realpath(os.getcwd())
-readable = tuple(os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix,
-                                                os.path.dirname(os.__file__)}) + (tmp,)
-BLOCKED = frozenset({"socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo",
-    "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "subprocess.Popen",
-    "os.kill", "os.killpg", "signal.pthread_kill", "resource.setrlimit", "resource.prlimit",
-    "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function", "sys.remote_exec",
-    "os.chroot", "os.setuid", "os.setgid", "os.setreuid", "os.setregid", "os.setgroups"})
-FILE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rmdir", "os.rename", "os.replace", "os.mkdir",
-    "os.chmod", "os.chown", "os.link", "os.symlink", "os.truncate", "os.utime", "shutil.rmtree", "shutil.copyfile",
-    "shutil.move", "os.listdir", "os.scandir", "os.chdir"})
-def inside(path, roots):
-    try:
-        p = os.path.realpath(os.fsdecode(path) if not isinstance(path, int) else "/")
-    except Exception:
-        return False
-    return any(p == r or p.startswith(r + os.sep) for r in roots)
-def hook(event, args, BLOCKED=BLOCKED, FILE_EVENTS=FILE_EVENTS, inside=inside, tmp=tmp, readable=readable):
-    if event in BLOCKED:
-        raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "import" and args[0] in ("ctypes", "_ctypes", "_posixsubprocess", "socket", "_socket", "pty", "mmap"):
-        raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
-    if event == "open":
-        path, mode = args[0], args[1]
-        if isinstance(path, int):
-            return
-        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        writing = (mode is not None and any(c in str(mode) for c in "wax+")) or bool(
-            flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC))
-        if not inside(path, (tmp,) if writing else readable):
-            raise PermissionError(f"sandbox: {'writing' if writing else 'reading'} {path!r} is not allowed")
-    elif event in FILE_EVENTS:
-        for a in args[:2]:
-            if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, (tmp,)):
-                raise PermissionError(f"sandbox: {event} on {a!r} is not allowed")
-import traceback
-program, tests = payload["program"], payload["tests"]
-sys.setrecursionlimit(payload["recursion_limit"])
-del payload
-sys.addaudithook(hook)
-namespace = {"__name__": "__main__"}
-def report(i, ok, detail):
-    results.write(json.dumps({"test": i, "ok": ok, "detail": detail[:300]}) + "\n")
-    results.flush()
-def why(e):
-    return traceback.format_exception_only(type(e), e)[-1].strip()
-try:
-    exec(compile(program, "<solution>", "exec"), namespace)
-except BaseException as e:
-    report(-1, False, "program: " + why(e))
-    raise SystemExit(0)
-for i, test in enumerate(tests):
-    try:
-        exec(compile(test, f"<test {i}>", "exec"), namespace)
-        report(i, True, "ok")
-    except BaseException as e:
-        report(i, False, why(e))
-'''
+HERE = Path(__file__).resolve().parent
+INSIDE = "/sandbox"  # where the program and the child script appear (read-only)
+MARK = "/sandbox/"  # in the command line of every sandboxed process we start
+_run_ids = itertools.count()
 
 
-@dataclass
-class SandboxResult:
-    """What happened to one sandboxed run.
-
-    results: one dict per test that reported ({test, ok, detail}); test -1 is the program itself.
-    reason: "ok", "timeout", "cpu limit", "memory limit", "output limit", "crashed (SIGSEGV)", "exit N".
-    """
-
-    reason: str
-    results: list[dict] = field(default_factory=list)
-    stdout: str = ""
-    stderr: str = ""
-    returncode: int | None = None
-    seconds: float = 0.0
+class SandboxUnavailable(UserError):
+    """bubblewrap is missing or cannot create namespaces here."""
 
 
-def _limits(timeout_s: float, memory_mb: int, output_bytes: int, as_root: bool):
-    """The child's preexec: new session, network namespace (root), rlimits, then drop to nobody."""
+class SandboxEnded(Exception):
+    """The sandboxed program's run is over (timeout, a limit, exit); `reason` says which."""
 
-    def apply():
-        os.setsid()
-        if as_root:
-            import ctypes
-
-            # Best effort: a container without CAP_SYS_ADMIN refuses; the audit hook still
-            # blocks sockets (layer 2).
-            ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET)
-        cpu = max(1, int(timeout_s + 1))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (output_bytes, output_bytes))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if as_root:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            # Counts every process of `nobody`: concurrent sandboxes must fit (exec fails above
-            # it); forking is refused by layer 2, this bounds what a bypass could start.
-            resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-            os.setuid(NOBODY)
-        else:
-            resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # counts the user's processes: no forks
-
-    return apply
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
-def run_python(program: str, tests: list[str], timeout_s: float = 5.0, memory_mb: int = 512,
-               output_bytes: int = 64 * 1024, recursion_limit: int = 2000) -> SandboxResult:
-    """Run `program` then each test snippet in one contained child; see the module docstring.
+@dataclass(frozen=True)
+class Limits:
+    """What one run may use. The wall-clock deadline covers the whole run (load and every call)."""
 
-    The wall-clock `timeout_s` covers the whole run; the CPU limit is one second more.
-    """
-    as_root = os.geteuid() == 0
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="prime-sandbox-") as outer:
-        work = Path(outer) / "work"  # the child's directory; `outer` holds our files, out of its reach
-        work.mkdir()
-        if as_root:
-            os.chown(work, NOBODY, NOBODY)
-            os.chmod(outer, 0o711)
-        out_path, err_path, res_path = (Path(outer) / n for n in ("stdout", "stderr", "results"))
-        with open(out_path, "wb") as out, open(err_path, "wb") as err, open(res_path, "wb") as res:
-            payload = json.dumps({"program": program, "tests": tests, "recursion_limit": recursion_limit,
-                                  "fd": res.fileno()})
-            env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
-            try:
-                proc = subprocess.Popen(
-                    [interpreter(as_root), "-I", "-S", "-B", "-c", _RUNNER], stdin=subprocess.PIPE, stdout=out, stderr=err,
-                    pass_fds=(res.fileno(),), cwd=work, env=env, close_fds=True,
-                    preexec_fn=_limits(timeout_s, memory_mb, output_bytes, as_root))
-            except OSError as e:
-                return SandboxResult(f"could not start: {e}")
-            timed_out = False
-            try:
-                proc.communicate(payload.encode(), timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                _kill_group(proc.pid)
-                proc.wait()
-        results = _read_results(res_path)
-        capped = any(p.stat().st_size >= output_bytes for p in (out_path, err_path))
-        stdout, stderr = (p.read_bytes()[:output_bytes].decode("utf-8", "replace") for p in (out_path, err_path))
-    reason = _reason(proc.returncode, timed_out, capped, " ".join(r["detail"] for r in results) + stderr)
-    return SandboxResult(reason, results, stdout, stderr, proc.returncode, time.monotonic() - start)
+    timeout_s: float = 5.0
+    memory_mb: int = 512
+    disk_mb: int = 16
+    """size of the writable tmpfs (/tmp), the only place it can write"""
+    processes: int = 16
+    """at most this many processes (threads count) at once, inside the sandbox's user namespace"""
+    output_bytes: int = 1 << 20
+    """stdout (io tests) and each protocol reply; more ends the run ("output limit")"""
+    open_files: int = 64
 
 
-def interpreter(as_root: bool) -> str:
-    """The Python the child runs: ours, or, when the child drops to `nobody`, the first one that
-    `nobody` can execute (ours often lives under /root, which it cannot enter)."""
-    if not as_root:
-        return sys.executable
-    for candidate in (os.path.realpath(sys.executable), shutil.which("python3") or "", "/usr/bin/python3"):
-        if candidate and _world_executable(Path(os.path.realpath(candidate))):
-            return candidate
-    raise RuntimeError("no Python interpreter that the sandbox user `nobody` may execute; install python3 "
-                       "system-wide (apt-get install python3) or run as a non-root user")
+# ---------------------------------------------------------------------------- bubblewrap
+
+@functools.lru_cache(maxsize=1)
+def bwrap_path() -> str:
+    """The bwrap binary, checked once to be able to create the namespaces we need."""
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable("the code sandbox needs bubblewrap: `apt-get install bubblewrap` (make setup installs it "
+                                 "when run as root), or `--task` other than code")
+    probe = subprocess.run([path, *_namespace_flags(), "--ro-bind", "/usr", "/usr", *_system_links(), "/usr/bin/true"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        raise SandboxUnavailable(f"bubblewrap cannot create its namespaces here ({probe.stderr.strip()[:200]}); enable "
+                                 "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+                                 "user.max_user_namespaces > 0) or run as root")
+    return path
 
 
-def _world_executable(path: Path) -> bool:
-    try:
-        if not path.is_file() or not path.stat().st_mode & 0o001:
-            return False
-        return all(p.stat().st_mode & 0o001 for p in path.parents)
-    except OSError:
-        return False
+def _namespace_flags() -> list[str]:
+    return ["--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534"]
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _read_results(path: Path) -> list[dict]:
+def _system_links() -> list[str]:
+    """/bin, /lib, /lib64, /sbin as on the host: symlinks into /usr (merged /usr) or read-only binds."""
     out = []
-    for line in path.read_bytes()[: 1 << 20].decode("utf-8", "replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("test"), int) and isinstance(row.get("ok"), bool):
-            out.append(row)
+    for d in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(d):
+            out += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            out += ["--ro-bind", d, d]
     return out
 
 
-def _reason(returncode: int | None, timed_out: bool, capped: bool, errors: str) -> str:
-    """Why the run ended, most specific first: a limit that was hit beats a clean exit."""
-    if timed_out:
-        return "timeout"
-    if returncode is not None and returncode < 0:
-        sig = signal.Signals(-returncode)
-        return {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "output limit",
+def python_install() -> tuple[str, str]:
+    """(interpreter, installation prefix) of the Python we run, resolved past any venv."""
+    exe = os.path.realpath(sys.executable)
+    return exe, os.path.realpath(sys.base_prefix)
+
+
+def _data_fd(text: str | bytes) -> int:
+    """An in-memory file holding `text`, for bwrap's --ro-bind-data (never on the host's disk)."""
+    fd = os.memfd_create("prime-sandbox")
+    os.write(fd, text.encode() if isinstance(text, str) else text)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _command(files: dict[str, int], argv: list[str], limits: Limits, run_id: str) -> list[str]:
+    exe, prefix = python_install()
+    cmd = [bwrap_path(), *_namespace_flags(), "--hostname", "sandbox", "--clearenv",
+           "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
+           "--setenv", "PYTHONHASHSEED", "0", "--setenv", "PRIME_SANDBOX", run_id,
+           "--ro-bind", "/usr", "/usr", *_system_links()]
+    if not prefix.startswith("/usr/"):
+        cmd += ["--ro-bind", prefix, prefix]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
+            "--dir", INSIDE]
+    for name, fd in files.items():
+        cmd += ["--ro-bind-data", str(fd), f"{INSIDE}/{name}"]
+    return cmd + ["--chdir", "/tmp", "--", exe, "-I", "-S", "-B", *argv]
+
+
+CGROUP_ROOTS = {"pids": ("/sys/fs/cgroup/pids", "/sys/fs/cgroup", "/sys/fs/cgroup/unified"),
+                "memory": ("/sys/fs/cgroup/memory", "/sys/fs/cgroup", "/sys/fs/cgroup/unified")}
+
+
+@functools.lru_cache(maxsize=1)
+def _cgroups() -> dict[str, Path]:
+    """As root: controller -> a directory under which each run gets its own cgroup (v1 or v2).
+
+    pids (required as root): RLIMIT_NPROC does not bound processes in a user namespace that
+    root created, so pids.max is the only bound on a fork bomb. memory (when available): caps
+    everything the run makes the kernel hold, its tmpfs pages and inodes included, which no
+    rlimit does. Not root: {} (rlimits only; RLIMIT_NPROC is enforced for other users).
+    """
+    if os.geteuid() != 0:
+        return {}
+    found = {}
+    for controller, roots in CGROUP_ROOTS.items():
+        for root in map(Path, roots):
+            try:
+                v2 = (root / "cgroup.controllers").exists()
+                if v2:
+                    if controller not in (root / "cgroup.controllers").read_text().split():
+                        continue
+                    (root / "cgroup.subtree_control").write_text(f"+{controller}")
+                elif not (root / "tasks").exists():
+                    continue
+                base = root / "prime-sandbox"
+                base.mkdir(exist_ok=True)
+                if v2:
+                    (base / "cgroup.subtree_control").write_text(f"+{controller}")
+                found[controller] = base
+                break
+            except OSError:
+                continue
+    if "pids" not in found:
+        raise SandboxUnavailable("running as root, the code sandbox bounds processes with the pids cgroup controller, and "
+                                 "none is writable under /sys/fs/cgroup; mount it, or run as a non-root user")
+    return found
+
+
+def _make_cgroups(run_id: str, limits: Limits) -> list[Path]:
+    """This run's cgroups (root only), limits written, empty until the launcher joins them."""
+    made = []
+    for controller, base in _cgroups().items():
+        cg = base / f"run-{run_id}"
+        cg.mkdir()
+        made.append(cg)
+        if controller == "pids":
+            (cg / "pids.max").write_text(str(limits.processes))
+        else:  # the process's own memory plus its tmpfs: both budgets
+            limit = str((limits.memory_mb + limits.disk_mb) << 20)
+            (cg / ("memory.max" if (cg / "memory.max").exists() else "memory.limit_in_bytes")).write_text(limit)
+    return made
+
+
+def _user_processes() -> int:
+    uid, n = os.getuid(), 0
+    for p in Path("/proc").iterdir():
+        try:
+            n += p.name.isdigit() and p.stat().st_uid == uid
+        except OSError:
+            pass
+    return n
+
+
+def _launcher(limits: Limits, cgroups: list[Path]) -> list[str]:
+    """The commands in front of bwrap: join the run's cgroups (root), then set the rlimits that
+    bwrap and everything in the sandbox inherit (prlimit, util-linux). No preexec_fn: callers
+    run sandboxes from threads."""
+    cpu = max(1, int(limits.timeout_s + 1))
+    # not root: RLIMIT_NPROC counts all of this user's processes, so allow those plus ours
+    nproc = limits.processes if cgroups else _user_processes() + limits.processes
+    prlimit = [shutil.which("prlimit") or "/usr/bin/prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={limits.memory_mb << 20}",
+               f"--fsize={limits.disk_mb << 20}", f"--nofile={limits.open_files}", "--core=0", f"--nproc={nproc}", "--"]
+    if not cgroups:
+        return prlimit
+    join = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(cgroups)))
+    return ["/bin/sh", "-c", f'{join} && shift {len(cgroups)} && exec "$@"', "sh",
+            *(str(cg / "cgroup.procs") for cg in cgroups), *prlimit]
+
+
+def _start(files: dict[str, str], argv: list[str], limits: Limits) -> subprocess.Popen:
+    run_id = f"{os.getpid()}-{next(_run_ids)}"
+    cgroups = _make_cgroups(run_id, limits)
+    fds = {name: _data_fd(text) for name, text in files.items()}
+    try:
+        proc = subprocess.Popen([*_launcher(limits, cgroups), *_command(fds, argv, limits, run_id)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=tuple(fds.values()), start_new_session=True)
+    except OSError:
+        _remove_cgroups(cgroups)
+        raise
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    proc.cgroups = cgroups
+    return proc
+
+
+def _remove_cgroups(cgroups: list[Path]) -> None:
+    """Kill anything still in the run's cgroups, then remove them (busy for a moment while the
+    killed processes are reaped)."""
+    for cg in cgroups:
+        for _ in range(400):
+            try:
+                for pid in (cg / "cgroup.procs").read_text().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                cg.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.005)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """Kill bwrap's process group (--die-with-parent then takes the whole pid namespace) and, as
+    root, anything left in the run's cgroups."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    _remove_cgroups(getattr(proc, "cgroups", []))
+
+
+def _reason(returncode: int | None, stderr: str) -> str:
+    """Why a run ended, from bwrap's exit status (128 + signal when the program was killed)."""
+    if returncode is not None and returncode > 128:
+        try:
+            sig = signal.Signals(returncode - 128)
+        except ValueError:
+            return f"exit {returncode}"
+        return {signal.SIGXCPU: "cpu limit", signal.SIGXFSZ: "file size limit",
                 signal.SIGKILL: "killed"}.get(sig, f"crashed ({sig.name})")
-    if "MemoryError" in errors:
+    if "MemoryError" in stderr:
         return "memory limit"
-    if capped:
-        return "output limit"
-    if "RecursionError" in errors:
+    if "RecursionError" in stderr:
         return "recursion limit"
-    if "sandbox:" in errors:
-        return "blocked: " + errors.split("sandbox:", 1)[1].split(" is not allowed")[0].strip() + " is not allowed"
     return "ok" if returncode == 0 else f"exit {returncode}"
+
+
+class _Tail:
+    """Drains a pipe in a thread, keeping the last `keep` bytes (stderr must never block the child)."""
+
+    def __init__(self, stream, keep: int = 4096):
+        self.data, self.keep = b"", keep
+        self.thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _run(self, stream):
+        try:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                self.data = (self.data + chunk)[-self.keep:]
+        except (OSError, ValueError):
+            pass
+
+    def text(self) -> str:
+        self.thread.join(timeout=1)
+        return self.data.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------- calls (assert-style tests)
+
+class CallSession:
+    """The program loaded in a sandbox, answering calls with plain data until closed.
+
+        with CallSession(program, limits) as s:
+            if s.ready: value = s.call("add", [1, 2])   # raises CallFailed / SandboxEnded
+    """
+
+    def __init__(self, program: str, limits: Limits = Limits()):
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.timeout_s
+        self.proc = _start({"main.py": program, "child.py": (HERE / "sandbox_child.py").read_text(),
+                            "plaindata.py": (HERE / "plaindata.py").read_text()},
+                           [f"{INSIDE}/child.py", f"{INSIDE}/main.py"], limits)
+        self.stderr = _Tail(self.proc.stderr)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buffer, self.ids, self.ended = b"", itertools.count(), None
+        try:
+            hello = self._receive()
+        except SandboxEnded as e:
+            hello = {"ready": False, "error": "", "message": e.reason}
+        self.ready = hello.get("ready") is True and isinstance(hello.get("names"), list)
+        self.names = [n for n in hello.get("names", []) if isinstance(n, str)] if self.ready else []
+        self.load_error = "" if self.ready else f"{hello.get('error', '')}: {hello.get('message', '')}".strip(": ")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.returncode is None:
+            _end(self.proc)
+        self.selector.close()
+
+    def reason(self) -> str:
+        """How the run ended so far: "ok" while it runs normally."""
+        return self.ended or "ok"
+
+    def _fail(self, reason: str):
+        if self.ended is None:
+            self.ended = reason
+            _end(self.proc)
+        raise SandboxEnded(self.ended)
+
+    def _receive(self) -> dict:
+        """The next protocol message; SandboxEnded on timeout, exit, garbage or an oversized reply."""
+        if self.ended:
+            raise SandboxEnded(self.ended)
+        while b"\n" not in self.buffer:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self._fail("timeout")
+            if not self.selector.select(timeout=left):
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                self.proc.wait()
+                self._fail(_reason(self.proc.returncode, self.stderr.text()) if self.proc.returncode else "exited")
+            self.buffer += chunk
+            if len(self.buffer) > self.limits.output_bytes:
+                self._fail("output limit")
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            message = plaindata.loads(line)
+        except plaindata.PlainDataError as e:
+            self._fail(f"protocol error ({e})")
+        if type(message) is not dict:
+            self._fail("protocol error (not a message)")
+        return message
+
+    def call(self, name: str, args: list | tuple = (), kwargs: dict | None = None):
+        """The program's `name(*args, **kwargs)`, as plain data. CallFailed when it raised (or
+        returned something that is not plain data); PlainDataError when an argument is not."""
+        call_id = next(self.ids)
+        request = plaindata.dumps({"id": call_id, "name": name, "args": list(args), "kwargs": dict(kwargs or {})})
+        if self.ended:
+            raise SandboxEnded(self.ended)
+        try:
+            self.proc.stdin.write(request.encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.proc.wait()
+            self._fail(_reason(self.proc.returncode, self.stderr.text()))
+        reply = self._receive()
+        if reply.get("id") != call_id or type(reply.get("ok")) is not bool:
+            self._fail("protocol error (a reply out of order)")
+        if not reply["ok"]:
+            raise CallFailed(str(reply.get("error", "")), str(reply.get("message", "")))
+        return reply.get("value")
+
+
+class CallFailed(Exception):
+    """The program's function raised `error` (a type name) with `message`."""
+
+    def __init__(self, error: str, message: str):
+        super().__init__(f"{error}: {message}" if message else error)
+        self.error, self.message = error, message
+
+
+# ---------------------------------------------------------------------------- stdin / stdout runs
+
+@dataclass
+class IoRun:
+    stdout: str
+    stderr: str
+    reason: str  # ok, timeout, output limit, cpu limit, memory limit, killed, crashed (…), exit N
+    seconds: float
+
+
+def run_io(program: str, stdin: str, limits: Limits = Limits()) -> IoRun:
+    """Run the program as a script (`__main__`) with `stdin`; its output comes back as text."""
+    start = time.monotonic()
+    proc = _start({"main.py": program}, [f"{INSIDE}/main.py"], limits)
+    stderr = _Tail(proc.stderr)
+    out, reason = bytearray(), None
+    data = stdin.encode()
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if data:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin, selectors.EVENT_WRITE)
+    else:
+        proc.stdin.close()
+    try:
+        while reason is None:
+            left = start + limits.timeout_s - time.monotonic()
+            if left <= 0:
+                reason = "timeout"
+                break
+            for key, _ in sel.select(timeout=left):
+                if key.fileobj is proc.stdin:
+                    try:
+                        data = data[os.write(proc.stdin.fileno(), data[:65536]):]
+                    except (BrokenPipeError, OSError):
+                        data = b""
+                    if not data:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    proc.wait()
+                    reason = _reason(proc.returncode, stderr.text())
+                    break
+                out += chunk
+                if len(out) > limits.output_bytes:
+                    reason = "output limit"
+                    break
+    finally:
+        sel.close()
+        _end(proc)
+    return IoRun(out[: limits.output_bytes].decode("utf-8", "replace"), stderr.text(), reason,
+                 time.monotonic() - start)
+
+
+def leftover_processes() -> list[int]:
+    """Host pids of sandboxed processes still alive (tests: there must be none after a run)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if b"PRIME_SANDBOX=" in (p / "environ").read_bytes() and int(p.name) != os.getpid():
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids

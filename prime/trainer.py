@@ -27,7 +27,7 @@ from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
 from prime.tasks import load_task
-from prime.verifiers import verify
+from prime.verifiers import CODE_FIELDS, verify
 
 
 class TrainingFailed(Exception):
@@ -47,7 +47,7 @@ class Group:
     outcome: list[float | None]
     detail: list[str]
     truncated: list[bool]
-    tests: list[str] | None = None  # code tasks: the verifier's test snippets
+    checks: dict | None = None  # code tasks: the row's tests / io cases, prelude and entry point
     acc: float = 0.0
     decision: str = ""
 
@@ -82,7 +82,8 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
         resp = responses[n * K : (n + 1) * K]
         groups.append(Group(i, rows[i]["prompt"], rows[i]["answer"], prompt_ids[n], resp,
                             [tok.decode(r, skip_special_tokens=True) for r in resp], [], [],
-                            [not r or r[-1] != tok.eos_token_id for r in resp], rows[i].get("tests")))
+                            [not r or r[-1] != tok.eos_token_id for r in resp],
+                            {k: rows[i][k] for k in CODE_FIELDS if k in rows[i]} or None))
     return groups
 
 
@@ -98,7 +99,7 @@ def verify_groups(groups: list[Group]) -> None:
     """§7.2: outcome reward per response (math: 0/1, code: pass rate); unscorable counts as 0
     (kept as None in records)."""
     for g in groups:
-        verdicts = [verify(t, {"answer": g.answer, "tests": g.tests}) for t in g.texts]
+        verdicts = [verify(t, {"answer": g.answer, **(g.checks or {})}) for t in g.texts]
         g.outcome = [v.score for v in verdicts]
         g.detail = [v.detail for v in verdicts]
         g.acc = sum(v.reward for v in verdicts) / len(verdicts)

@@ -25,7 +25,7 @@ TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) ==
      "the last block counts"),
     ("```python\ndef add(a, b):\n    return a + b", 1.0, "an unclosed final fence still counts"),
     ("```python\ndef add(a, b)\n    return a + b\n```", 0.0, "syntax error: the program fails, every test fails"),
-    ("```python\nimport os\nos.remove('/etc/passwd')\n```", 0.0, "hostile: blocked, scores 0"),
+    ("```python\nimport os\nos.remove('/etc/passwd')\n```", 0.0, "hostile: no /etc in the sandbox, the program fails"),
     ("```python\nwhile True: pass\n```", 0.0, "never finishes: timeout, 0"),
     ("def add(a, b):\n    return a + b", None, "no code block: unscorable"),
 ])
@@ -94,11 +94,12 @@ def _humaneval_case(row: dict) -> tuple[str, float, float, float | None]:
     """(task id, canonical score, `return None` stub score, operator mutant score or None)."""
     tests = humaneval_tests(row["test"], row["entry_point"])
     program = row["prompt"] + row["canonical_solution"]
-    canonical = verify_code("", tests, timeout_s=10.0, program=program).score
-    stub = verify_code("", tests, timeout_s=10.0, program=row["prompt"] + "    return None\n").score
+    judge = dict(timeout_s=10.0, prelude=row["prompt"], entry_point=row["entry_point"])  # the prompt is task data
+    canonical = verify_code("", tests, program=program, **judge).score
+    stub = verify_code("", tests, program=row["prompt"] + "    return None\n", **judge).score
     flip = _FlipFirstOperator()
     tree = flip.visit(ast.parse(program))
-    mutant = verify_code("", tests, timeout_s=10.0, program=ast.unparse(tree)).score if flip.done else None
+    mutant = verify_code("", tests, program=ast.unparse(tree), **judge).score if flip.done else None
     return row["task_id"], canonical, stub, mutant
 
 

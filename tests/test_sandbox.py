@@ -1,109 +1,322 @@
-"""The code sandbox: hostile programs end contained, with a recorded reason and no effect outside
-their temporary directory; no process outlives a run."""
+"""The code sandbox and its harness against hostile programs: nothing forges a score, nothing
+gets out, nothing outlives its verdict; correct programs that use the standard library pass.
+
+A program can only ever influence the *values* the harness receives, so the most a tampering
+program achieves is what returning those values itself would: a forged reply with a constant
+scores like the constant (the "guess" case).
+
+Every attack is a program with the outcome it must have. The tests they face are always
+
+    assert add(1, 2) == 3 / assert add(-1, 1) == 0 / assert add(2, 2) == 4
+
+so an attack that "wins" scores above 0 with a wrong (or no) `add`. Escapes are checked on the
+host after the verdicts: a canary file, paths that must not appear, servers on the host's
+loopback and abstract unix sockets that must see no connection, no process left behind.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from prime.sandbox import run_python
+from prime.harness import run_assert_tests, run_io_tests
+from prime.sandbox import Limits, leftover_processes, run_io
+from prime.verifiers import verify, verify_code
 
-RUNNER_MARK = "sys.addaudithook(hook)"  # appears in every sandbox child's command line
+TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
+WRONG = "def add(a, b):\n    return None\n"
+FAST = Limits(timeout_s=3.0)
+
+# ---------------------------------------------------------------------------- forging a score
+
+FORGERIES = {  # name -> program; each must score 0
+    "always-equal object": "class Yes:\n    def __eq__(self, o): return True\ndef add(a, b):\n    return Yes()",
+    "int subclass that equals anything": "class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
+                                         "def add(a, b):\n    return I(0)",
+    "list subclass": "class L(list):\n    def __eq__(self, o): return True\ndef add(a, b):\n    return L()",
+    "str subclass": "class S(str):\n    def __eq__(self, o): return True\ndef add(a, b):\n    return S('x')",
+    "float nan trick": "def add(a, b):\n    return float('nan')",
+    "patch the child's send": WRONG + "import sys\nm = sys.modules['__main__']\n"
+                              "real = m.send\nm.send = lambda msg: real({**msg, 'ok': True, 'value': True})",
+    "patch plaindata.dumps": WRONG + "import sys\npd = sys.modules['plaindata']\nreal = pd.dumps\n"
+                             "pd.dumps = lambda m: real({**m, 'ok': True, 'value': 'pass'}) if isinstance(m, dict) else real(m)",
+    "patch builtins": WRONG + "import builtins\nbuiltins.AssertionError = SystemExit\nbuiltins.isinstance = lambda *a: True",
+    "patch json": WRONG + "import json\njson.dumps = lambda *a, **k: '{\"id\":0,\"ok\":true,\"value\":true}'",
+    "walk the frames for the tests": WRONG + "import sys\nf = sys._getframe()\nwhile f:\n"
+                                     "    f.f_globals.get('tests', []).clear() if isinstance(f.f_globals.get('tests'), list) else None\n"
+                                     "    f = f.f_back",
+    "gc hunt for the test list": WRONG + "import gc\nfor o in gc.get_objects():\n"
+                                 "    if isinstance(o, list) and any('assert' in str(x) for x in o[:3]): o.clear()",
+    "inspect the stack": WRONG + "import inspect\nfor fr in inspect.stack():\n    fr.frame.f_locals.clear()",
+    "trace every call": WRONG + "import sys\nsys.settrace(lambda *a: None)\nsys.setprofile(lambda *a: None)",
+    "forged replies on the protocol fd": WRONG + "import os\nfor fd in range(3, 20):\n    try:\n"
+                                         "        os.write(fd, b'{\"$dict\":[[\"id\",0],[\"ok\",true],[\"value\",3]]}\\n')\n"
+                                         "    except OSError:\n        pass",
+    "forged replies on stdout": WRONG + "import os\nos.write(1, b'{\"$dict\":[[\"id\",0],[\"ok\",true],[\"value\",3]]}\\n')",
+    "forging thread": WRONG + "import os, threading, time\ndef spam():\n    for i in range(50):\n"
+                      "        for fd in (1, 3, 4, 5):\n            try:\n"
+                      "                os.write(fd, ('{\"$dict\":[[\"id\",%d],[\"ok\",true],[\"value\",4]]}\\n' % (i % 3)).encode())\n"
+                      "            except OSError:\n                pass\n        time.sleep(0.001)\n"
+                      "threading.Thread(target=spam, daemon=True).start()",
+    "atexit forger": WRONG + "import atexit, os\natexit.register(lambda: os.write(4, b'{\"id\":1}\\n'))",
+    "__del__ forger": WRONG + "import os\nclass D:\n    def __del__(self):\n        os.write(4, b'{\"$dict\":[[\"id\",1],[\"ok\",true],[\"value\",0]]}\\n')\n"
+                      "d = D()\ndel d",
+    "signal-handler forger": WRONG + "import signal, os\nsignal.signal(signal.SIGALRM, lambda *a: os.write(4, b'ok\\n'))\n"
+                             "signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)",
+    "forge then crash": "import os\nos.write(4, b'{\"$dict\":[[\"id\",0],[\"ok\",true],[\"value\",3]]}\\n')\nos._exit(0)",
+    "forge then hang": "import os\nos.write(4, b'{\"$dict\":[[\"id\",0],[\"ok\",true],[\"value\",3]]}\\n')\nwhile True:\n    pass",
+    "exit inside the call": "def add(a, b):\n    raise SystemExit(0)",
+    "hard exit inside the call": "import os\ndef add(a, b):\n    os._exit(0)",
+    "read the tests from disk": "import os\nfound = []\nfor root, dirs, files in os.walk('/'):\n"
+                                "    if root.startswith('/proc'): continue\n"
+                                "    found += [f for f in files if f.endswith(('.jsonl', '.gz'))]\n"
+                                "def add(a, b):\n    return len(found)  # 0 when no test file is visible",
+    "read the tests from /proc": "import os\nseen = ''\nfor p in os.listdir('/proc'):\n    try:\n"
+                                 "        seen += open(f'/proc/{p}/cmdline').read() + open(f'/proc/{p}/environ').read()\n"
+                                 "    except OSError:\n        pass\n"
+                                 "def add(a, b):\n    return 3 if 'assert add' in seen else None",
+    "guess from the arguments (only one test can match)": "def add(a, b):\n    return 3",
+}
 
 
-def sandbox_processes() -> list[int]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if RUNNER_MARK.encode() in (proc / "cmdline").read_bytes():
-                    out.append(int(proc.name))
-            except OSError:
-                pass
-    return out
+@pytest.mark.parametrize("name", FORGERIES)
+def test_forgeries_score_zero_and_say_so(name):
+    v = verify_code("", TESTS, program=FORGERIES[name], limits=FAST)
+    expected = 1 / 3 if name.startswith("guess") else 0.0  # a constant honestly passes one test
+    assert v.score == pytest.approx(expected), (name, v.detail)
+    assert v.detail.startswith(f"{v.passed}/3 passed"), v.detail  # score and detail agree
 
+
+# ---------------------------------------------------------------------------- escaping
 
 @pytest.fixture
-def canary(tmp_path):
-    """A file outside the sandbox that no program may change, and a path it may not create."""
-    f = tmp_path / "canary.txt"
-    f.write_text("untouched")
-    return f
+def host(tmp_path):
+    """Things on the host an escaped program would touch: a canary file, a TCP server on the
+    host's loopback and an abstract unix socket, each recording any connection."""
+    canary = tmp_path / "canary.txt"
+    canary.write_text("untouched")
+    hits = []
+    servers = []
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(f"\0prime-sandbox-test-{os.getpid()}")
+    fs_unix = socket.socket(socket.AF_UNIX)
+    fs_unix.bind(str(tmp_path / "host.sock"))
+    for s in (tcp, unix, fs_unix):
+        s.listen()
+        s.settimeout(0.2)
+        servers.append(s)
+
+    def accept():
+        while servers:
+            for s in list(servers):
+                try:
+                    hits.append(s.accept())
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    info = {"canary": canary, "created": tmp_path / "created.txt", "port": tcp.getsockname()[1],
+            "abstract": f"prime-sandbox-test-{os.getpid()}", "fs_sock": str(tmp_path / "host.sock"), "hits": hits}
+    yield info
+    servers.clear()
+    t.join(timeout=2)
+    for s in (tcp, unix, fs_unix):
+        s.close()
 
 
-def hostile(canary: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """name -> (program, accepted reasons)."""
-    target, created = str(canary), str(canary.parent / "created.txt")
+def escapes(h) -> dict[str, str]:
+    """name -> program. None may change anything on the host; all score 0 on the add tests."""
+    target, created = str(h["canary"]), str(h["created"])
     return {
-        "infinite loop": ("while True:\n    pass", ("timeout", "cpu limit")),
-        "fork bomb": ("import os\nwhile True:\n    os.fork()", ("blocked: os.fork is not allowed",)),
-        "memory bomb": ("x = []\nwhile True:\n    x.append(bytearray(10**7))", ("memory limit", "killed")),
-        "huge output": ("while True:\n    print('x' * 10000)", ("output limit",)),
-        "write outside": (f"open({created!r}, 'w').write('pwned')", (f"blocked: writing {created!r} is not allowed",)),
-        "low-level write outside": (f"import os\nos.open({created!r}, os.O_WRONLY | os.O_CREAT)",
-                                    (f"blocked: reading {created!r} is not allowed",
-                                     f"blocked: writing {created!r} is not allowed")),
-        "delete outside": (f"import os\nos.remove({target!r})", (f"blocked: os.remove on {target!r} is not allowed",)),
-        "truncate outside": (f"open({target!r}, 'w')", (f"blocked: writing {target!r} is not allowed",)),
-        "read ssh key": ("open(__import__('os').path.expanduser('~root/.ssh/id_rsa')).read()",
-                         ("blocked: reading '/root/.ssh/id_rsa' is not allowed",)),
-        "read /etc/shadow": ("open('/etc/shadow').read()", ("blocked: reading '/etc/shadow' is not allowed",)),
-        "network": ("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)",
-                    ("blocked: importing socket is not allowed",)),
-        "detached child": ("import subprocess\nsubprocess.Popen(['sleep', '100'], start_new_session=True)",
-                           ("blocked: importing _posixsubprocess is not allowed", "blocked: subprocess.Popen is not allowed")),
-        "os.system": ("import os\nos.system('touch /tmp/prime-sandbox-pwned')", ("blocked: os.system is not allowed",)),
-        "kill the parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", ("blocked: os.kill is not allowed",)),
-        "kill everything": ("import os, signal\nos.kill(-1, signal.SIGKILL)", ("blocked: os.kill is not allowed",)),
-        "raise limits": ("import resource\nresource.setrlimit(resource.RLIMIT_CPU, (10**6, 10**6))",
-                         ("blocked: resource.setrlimit is not allowed",)),
-        "unbounded recursion": ("def f(n):\n    return f(n + 1)\nf(0)", ("recursion limit",)),
-        "ctypes crash": ("import ctypes\nctypes.string_at(0)", ("blocked: importing ctypes is not allowed",)),
-        "ctypes via importlib": ("import importlib\nimportlib.import_module('_ctypes')",
-                                 ("blocked: importing _ctypes is not allowed",)),
-        "interpreter crash": ("import faulthandler\nfaulthandler._sigsegv()", ("crashed (SIGSEGV)",)),
-        "sleep past the timeout": ("import time\ntime.sleep(60)", ("timeout",)),
+        "write the canary": f"open({target!r}, 'w').write('pwned')",
+        "create a file next to it": f"import os\nos.makedirs(os.path.dirname({created!r}), exist_ok=True)\n"
+                                    f"open({created!r}, 'w').write('pwned')",
+        "dir_fd write": f"import os\nd = os.open(os.path.dirname({target!r}), os.O_RDONLY)\n"
+                        f"os.open('canary.txt', os.O_WRONLY | os.O_TRUNC, dir_fd=d)",
+        "rename race": f"import os\nos.rename({target!r}, {target!r} + '.x')",
+        "write under /usr": "open('/usr/pwned', 'w').write('x')",
+        "write the project": "open('/work/main/README.md', 'a').write('pwned')",
+        "read /etc/shadow": "print(open('/etc/shadow').read())",
+        "read root's ssh key": "print(open('/root/.ssh/id_rsa').read())",
+        "read the host environment": "print(open('/proc/1/environ').read())",
+        "tcp to the internet": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)",
+        "tcp to the host's loopback": f"import socket\nsocket.create_connection(('127.0.0.1', {h['port']}), timeout=1)",
+        "abstract unix socket to the host": f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('\\0{h['abstract']}')",
+        "filesystem unix socket to the host": f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({h['fs_sock']!r})",
+        "setsid daemon": "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                         "        time.sleep(60)\n    os._exit(0)",
+        "double-forked sleeper via subprocess": "import subprocess\nsubprocess.Popen(['sleep', '60'], start_new_session=True)",
+        "kill the parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
+        "kill everything": "import os, signal\nos.kill(-1, signal.SIGKILL)",
+        "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        "thread bomb": "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,)).start()",
+        "memory bomb": "x = []\nwhile True:\n    x.append(bytearray(10**7))",
+        "disk fill": "f = open('/tmp/fill', 'wb')\nwhile True:\n    f.write(b'x' * 10**6)",
+        "inode fill": "i = 0\nwhile True:\n    open(f'/tmp/{i}', 'w').close()\n    i += 1",
+        "output flood": "while True:\n    print('x' * 10000)",
+        "raise the limits": "import resource\nresource.setrlimit(resource.RLIMIT_NPROC, (10**6, 10**6))",
+        "new user namespace": "import os\nos.unshare(os.CLONE_NEWUSER)",
+        "mount": "import ctypes\nlibc = ctypes.CDLL(None)\nassert libc.mount(b'none', b'/usr', b'tmpfs', 0, None) == 0",
+        "mkfifo and mknod": "import os, stat\nos.mkfifo('/tmp/f')\nos.mknod('/tmp/dev', stat.S_IFCHR | 0o600, os.makedev(1, 3))",
+        "posixsubprocess fork_exec": "import _posixsubprocess, os\nprint(os.system('touch /tmp/prime-sandbox-pwned'))",
+        "ctypes segfault": "import ctypes\nctypes.string_at(0)",
+        "sqlite in /tmp": "import sqlite3\nsqlite3.connect('/tmp/x.db').execute('create table t(x)')",
+        "subinterpreter": "import _xxsubinterpreters as s\ni = s.create()\ns.run_string(i, \"open('/tmp/x', 'w')\")",
+        "chroot": "import os\nos.chroot('/tmp')",
+        "ptrace the host": "import ctypes\nprint(ctypes.CDLL(None).ptrace(16, 1, 0, 0))",
+        "reboot": "import ctypes\nctypes.CDLL(None).reboot(0x1234567)",
+        "sleep past the deadline": "import time\ntime.sleep(60)",
     }
 
 
-def test_hostile_programs_are_contained(canary, tmp_path):
-    programs = hostile(canary)
-    outcomes = {name: run_python(program, [], timeout_s=3.0).reason for name, (program, _) in programs.items()}
-    wrong = {name: reason for name, reason in outcomes.items() if reason not in programs[name][1]}
-    assert not wrong, wrong
-    assert canary.read_text() == "untouched"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt"]
-    assert not Path("/tmp/prime-sandbox-pwned").exists()
-    assert sandbox_processes() == []
+def test_escapes_are_contained(host):
+    programs = escapes(host)
+    assert len(programs) + len(FORGERIES) >= 40
+    scores = {name: verify_code("", TESTS, program=p, limits=FAST).score for name, p in programs.items()}
+    assert {n: s for n, s in scores.items() if s != 0.0} == {}
+    for name, p in programs.items():  # and once more as a script, the way io tests run programs
+        run_io(p, "", FAST)
+    time.sleep(0.3)
+    assert host["canary"].read_text() == "untouched"
+    assert not host["created"].exists() and not Path(str(host["canary"]) + ".x").exists()
+    assert not Path("/tmp/prime-sandbox-pwned").exists() and not Path("/usr/pwned").exists()
+    assert "pwned" not in Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    assert host["hits"] == []
+    assert leftover_processes() == []
+    assert os.system("true") == 0  # the host can still start processes after the bombs
 
 
-def test_environment_is_not_inherited(monkeypatch):
+def test_what_a_program_sees():
+    r = run_io("import os\nprint(os.getuid(), sorted(os.listdir('/')), sorted(os.environ))", "", FAST)
+    uid, *rest = r.stdout.split(" ", 1)
+    assert r.reason == "ok" and uid == "65534"
+    assert "'work'" not in r.stdout and "'home'" not in r.stdout and "'etc'" not in r.stdout
+    assert "PRIME_SANDBOX" in r.stdout and "PATH" in r.stdout and "HOME" in r.stdout
+
+
+def test_the_environment_is_not_inherited(monkeypatch):
     monkeypatch.setenv("PRIME_TEST_SECRET", "hunter2")
-    result = run_python("import os\nprint(sorted(os.environ))", [])
-    assert result.reason == "ok"
-    assert "PRIME_TEST_SECRET" not in result.stdout and "hunter2" not in result.stdout
+    assert "hunter2" not in run_io("import os\nprint(os.environ)", "", FAST).stdout
 
 
-def test_files_inside_the_sandbox_work_and_vanish():
-    result = run_python("open('scratch.txt', 'w').write('ok')\nprint(open('scratch.txt').read())", [])
-    assert (result.reason, result.stdout.strip()) == ("ok", "ok")
+# ---------------------------------------------------------------------------- false negatives
+
+IMPORTS = ["pathlib", "xml.etree.ElementTree", "concurrent.futures", "unittest", "email", "http", "urllib", "asyncio",
+           "sqlite3", "multiprocessing", "importlib.util", "zoneinfo", "tomllib", "collections", "itertools",
+           "functools", "heapq", "bisect", "re", "json", "math", "fractions", "decimal", "datetime", "string"]
 
 
-def test_tests_are_counted_one_by_one():
-    result = run_python("def f(x):\n    return x + 1", ["assert f(1) == 2", "assert f(2) == 4", "assert f(0) == 1"])
-    assert [r["ok"] for r in result.results] == [True, False, True]
-    assert result.results[1]["detail"] == "AssertionError"
+@pytest.mark.parametrize("module", IMPORTS)
+def test_correct_programs_that_import_the_standard_library_pass(module):
+    program = f"import {module}\ndef add(a, b):\n    return a + b\n"
+    assert verify_code("", TESTS, program=program, limits=FAST).score == 1.0
+
+
+def test_standard_library_that_touches_files_and_threads_works():
+    program = ("import pathlib, tempfile, concurrent.futures, sqlite3, zoneinfo\n"
+               "def add(a, b):\n"
+               "    p = pathlib.Path(tempfile.mkdtemp()) / 'x.txt'\n    p.write_text(str(a))\n"
+               "    db = sqlite3.connect(':memory:')\n"
+               "    with concurrent.futures.ThreadPoolExecutor(2) as ex:\n"
+               "        s = sum(ex.map(int, [p.read_text(), str(b)]))\n"
+               "    zoneinfo.ZoneInfo('UTC')\n    return db.execute('select ?', (s,)).fetchone()[0]\n")
+    v = verify_code("", TESTS, program=program, limits=FAST)
+    assert v.score == 1.0, v.detail
+
+
+# ---------------------------------------------------------------------------- the plain-data contract
+
+@pytest.mark.parametrize("value, test", [
+    ("(1, 'a')", "assert f() == (1, 'a') and type(f()) is tuple"),
+    ("{1, 2}", "assert f() == {1, 2}"),
+    ("frozenset({3})", "assert f() == frozenset({3})"),
+    ("{1: 'a', (2, 3): [4.5]}", "assert f() == {1: 'a', (2, 3): [4.5]}"),
+    ("b'\\x00\\xff'", "assert f() == b'\\x00\\xff'"),
+    ("float('nan')", "import math\nassert math.isnan(f())"),
+    ("float('-inf')", "assert f() == float('-inf')"),
+    ("2 ** 200", "assert f() == 2 ** 200"),
+    ("1 + 2j", "assert f() == 1 + 2j"),
+    ("None", "assert f() is None"),
+    ("[[[]]]", "assert f() == [[[]]]"),
+])
+def test_plain_values_cross_exactly(value, test):
+    assert verify_code("", [test], program=f"def f():\n    return {value}", limits=FAST).score == 1.0
+
+
+def test_exceptions_cross_as_builtin_types():
+    program = "def div(a, b):\n    return a // b"
+    tests = ["try:\n    div(1, 0)\n    assert False\nexcept ZeroDivisionError:\n    pass", "assert div(7, 2) == 3"]
+    v = verify_code("", tests, program=program, limits=FAST)
+    assert v.score == 1.0, v.detail
+
+
+def test_tests_count_one_by_one_and_details_say_why():
+    v = verify_code("", ["assert f(1) == 2", "assert f(2) == 4", "assert f(0) == 1"], program="def f(x):\n    return x + 1",
+                    limits=FAST)
+    assert (v.passed, v.total) == (2, 3) and "first failure test 1: AssertionError" in v.detail
+    assert "NotPlainData" in verify_code("", ["assert f() == 1"], program="def f():\n    return object()").detail
+    assert "[timeout]" in verify_code("", ["assert f() == 1"], program="def f():\n    while True: pass",
+                                      limits=Limits(timeout_s=1)).detail
+    assert "program: SyntaxError" in verify_code("", TESTS, program="def add(:").detail
 
 
 def test_a_timeout_keeps_the_tests_that_finished():
-    result = run_python("import time", ["assert True", "while True: pass", "assert True"], timeout_s=2.0)
-    assert result.reason in ("timeout", "cpu limit")
-    assert [r["test"] for r in result.results] == [0]
+    r = run_assert_tests("import time\ndef f(x):\n    if x: time.sleep(60)\n    return x",
+                         ["assert f(0) == 0", "assert f(1) == 1", "assert f(0) == 0"], limits=Limits(timeout_s=1.5))
+    assert [o.ok for o in r.outcomes] == [True, False, False] and r.reason == "timeout"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop applies only when running as root")
-def test_root_runs_drop_to_nobody():
-    result = run_python("import os\nprint(os.getuid(), os.getgid())", [])
-    assert result.stdout.split() == ["65534", "65534"]
+def test_the_prelude_is_trusted_and_wins_over_the_program():
+    """HumanEval/32 style: the test uses a helper from the task's prompt; a program that
+    redefines that helper to make every answer look right does not change it."""
+    prelude = "def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\ndef find_zero(xs):\n    ..."
+    test = "candidate = find_zero\nassert abs(poly([-6, 11, -6, 1], candidate([-6, 11, -6, 1]))) < 1e-6"
+    cheat = "def poly(xs, x):\n    return 0\ndef find_zero(xs):\n    return 123.0"
+    honest = "def find_zero(xs):\n    return 1.0"
+    assert verify_code("", [test], program=cheat, prelude=prelude, entry_point="find_zero").score == 0.0
+    assert verify_code("", [test], program=honest, prelude=prelude, entry_point="find_zero").score == 1.0
+
+
+# ---------------------------------------------------------------------------- stdin / stdout tests
+
+IO = [{"input": "1 2\n", "output": "3\n"}, {"input": "5 -5\n", "output": "0"}, {"input": "2 2\n", "output": "4  \n\n"}]
+
+
+@pytest.mark.parametrize("program, score", [
+    ("a, b = map(int, input().split())\nprint(a + b)", 1.0),  # trailing whitespace and newlines do not matter
+    ("a, b = map(int, input().split())\nprint(a - b)", 0.0),  # 1 - 2 = -1 ≠ 3, 5 - -5 = 10 ≠ 0, 2 - 2 = 0 ≠ 4
+    ("print(3)", 1 / 3),
+    ("import sys\nsys.exit(1)", 0.0),
+    ("while True: pass", 0.0),
+])
+def test_io_cases_are_judged_outside(program, score):
+    v = verify_code(f"```python\n{program}\n```", io=IO, limits=Limits(timeout_s=2))
+    assert v.score == pytest.approx(score), v.detail
+
+
+def test_io_rows_dispatch_and_outputs_compare_outside():
+    row = {"answer": "", "io": IO}
+    assert verify("```python\na, b = map(int, input().split())\nprint(a + b)\n```", row).score == 1.0
+    r = run_io_tests("print(open('/proc/self/cmdline').read())", IO, limits=FAST)
+    assert r.passed == 0  # the expected output never enters the sandbox: nothing to copy it from
+
+
+def test_bubblewrap_missing_is_a_clear_error(monkeypatch):
+    from prime import sandbox
+    from prime.errors import UserError
+
+    sandbox.bwrap_path.cache_clear()
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    try:
+        with pytest.raises(UserError, match="apt-get install bubblewrap"):
+            sandbox.bwrap_path()
+    finally:
+        sandbox.bwrap_path.cache_clear()

@@ -1,5 +1,5 @@
 """Tasks and their files under data/. A row is {id, prompt, answer, solution?}; code rows also
-carry `tests` (assert snippets) and `entry_point`."""
+carry `tests` (assert snippets, with `entry_point`) or `io` ({input, output} cases)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,32 @@ def load_task(name: str, split: str, data_dir: Path = DATA_DIR, skipped: list[st
         rows = read_jsonl(data_dir / "arith" / f"{split}.jsonl", required=("id", "prompt", "answer"), skipped=skipped)
     elif name == "code":  # 16 problems: train 12, test 4 (also the val split)
         path = data_dir / "code" / f"{'train' if split == 'train' else 'test'}.jsonl"
-        rows = read_jsonl(path, required=("id", "prompt", "answer", "tests"), skipped=skipped)
+        rows = read_jsonl(path, required=("id", "prompt", "answer"), skipped=skipped)
+        rows = _code_rows(path, rows, skipped)
     else:
         rows = _gsm8k(split, data_dir, skipped)
     if not rows:
         raise UserError(f"task {name}, split {split}: no usable rows in {data_dir / name}; regenerate or fix the data")
     return rows
+
+
+def _code_rows(path: Path, rows: list[dict], skipped: list[str] | None) -> list[dict]:
+    """Rows with a well-formed `tests` (list of str) or `io` (list of {input, output} str pairs)."""
+    out = []
+    for r in rows:
+        tests, io = r.get("tests"), r.get("io")
+        ok_tests = isinstance(tests, list) and tests and all(isinstance(t, str) for t in tests)
+        ok_io = isinstance(io, list) and io and all(
+            isinstance(c, dict) and isinstance(c.get("input"), str) and isinstance(c.get("output"), str) for c in io)
+        if ok_tests or ok_io:
+            out.append(r)
+            continue
+        why = (f"{path}: row {r.get('id', '?')}: needs `tests` (a list of assert snippets) or `io` (a list of "
+               "{\"input\": str, \"output\": str}); see data/code/README.md")
+        if skipped is None:
+            raise UserError(why)
+        skipped.append(why)
+    return out
 
 
 def _gsm8k(split: str, data_dir: Path, skipped: list[str] | None) -> list[dict]:

@@ -1,5 +1,6 @@
-"""Code outcome verifier (PRIME_SPEC §3): the last fenced python block, run against the tests in
-the sandbox (prime.sandbox); the score is the fraction of tests that pass (a soft label)."""
+"""Code outcome verifier (PRIME_SPEC §3): the last fenced python block, run in the kernel
+sandbox (prime.sandbox) and judged by tests that run outside it (prime.harness); the score is
+the fraction of tests that pass (a soft label). Score and detail come from the same outcomes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import ast
 import re
 from dataclasses import dataclass
 
-from prime.sandbox import run_python
+from prime.harness import run_assert_tests, run_io_tests
+from prime.sandbox import Limits
 from prime.verifiers.math import Verdict
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
@@ -27,30 +29,37 @@ def extract_code(response: str) -> str | None:
     return blocks[-1] if blocks else None
 
 
-def verify_code(response: str, tests: list[str], timeout_s: float = 5.0, program: str | None = None) -> CodeVerdict:
-    """Run the response's code, then each test snippet, in one sandboxed child.
+def verify_code(response: str, tests: list[str] | None = None, timeout_s: float = 5.0, program: str | None = None,
+                prelude: str = "", entry_point: str | None = None, io: list[dict] | None = None,
+                limits: Limits | None = None) -> CodeVerdict:
+    """Judge the response's program by assert-style `tests` or by stdin/stdout `io` cases.
 
-    `program` overrides extraction (e.g. a HumanEval prompt + completion). A response without a
-    code block is unscorable; a program that fails to run, times out or hits a limit scores 0
-    with the reason in `detail`.
+    `program` overrides extraction (e.g. a HumanEval prompt + completion); `prelude` is the
+    task's own trusted code the tests may use (HumanEval's prompt); `entry_point` the function
+    the tests call `candidate`. A response without a code block is unscorable; a program that
+    fails to load, times out or hits a limit scores what it passed before, with the reason.
     """
-    if not tests:
+    tests, io = list(tests or []), list(io or [])
+    total = len(tests) or len(io)
+    if not total:
         return CodeVerdict(None, "unscorable: the problem has no tests", 0, 0)
     code = program if program is not None else extract_code(response)
     if code is None:
-        return CodeVerdict(None, "unscorable: no ```python block in the response", 0, len(tests))
-    result = run_python(code, list(tests), timeout_s=timeout_s)
-    by_test = {r["test"]: r for r in result.results}
-    passed = sum(1 for i in range(len(tests)) if by_test.get(i, {}).get("ok"))
-    if -1 in by_test:
-        detail = f"0/{len(tests)} passed; {by_test[-1]['detail']}"
+        return CodeVerdict(None, "unscorable: no ```python block in the response", 0, total)
+    limits = limits or Limits(timeout_s=timeout_s)
+    if tests:
+        report = run_assert_tests(code, tests, prelude=prelude, entry_point=entry_point, limits=limits)
     else:
-        failed = [f"test {i}: {by_test[i]['detail'] if i in by_test else 'did not run'}"
-                  for i in range(len(tests)) if not by_test.get(i, {}).get("ok")]
-        detail = f"{passed}/{len(tests)} passed" + (f"; first failure {failed[0]}" if failed else "")
-    if result.reason != "ok":
-        detail += f" [{result.reason}]"
-    return CodeVerdict(passed / len(tests), detail, passed, len(tests))
+        report = run_io_tests(code, io, limits=limits)
+    passed = report.passed
+    if report.program_error:
+        detail = f"0/{total} passed; program: {report.program_error}"
+    else:
+        failed = [f"test {i}: {o.detail}" for i, o in enumerate(report.outcomes) if not o.ok]
+        detail = f"{passed}/{total} passed" + (f"; first failure {failed[0]}" if failed else "")
+    if report.reason != "ok":
+        detail += f" [{report.reason}]"
+    return CodeVerdict(passed / total, detail, passed, total)
 
 
 def humaneval_tests(test: str, entry_point: str) -> list[str]:
