@@ -144,6 +144,13 @@ def _eval(args) -> None:
     print(json.dumps(out))
 
 
+def _export_verl(args) -> None:
+    from prime.export import export_verl
+
+    out = export_verl(Path(args.source), Path(args.out), args.model_path)
+    print(f"wrote {out}: data/train.parquet, data/test.parquet, reward.py, run_prime.sh, README.md")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prime", description="PRIME Workbench engine: implicit process rewards, on one 4-bit base.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -170,6 +177,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=200, help="problems to evaluate (default 200)")
     e.add_argument("--seed", type=int, default=0, help="sampling seed")
     e.set_defaults(func=_eval)
+
+    x = sub.add_parser("export", help="hand a run to another engine").add_subparsers(dest="export_command", required=True)
+    v = x.add_parser("verl", help="data, reward function and launch script for veRL's PRIME recipe (see docs in the output)")
+    v.add_argument("source", metavar="RUN_OR_CONFIG", help="a run directory, or a config JSON file (TrainConfig fields)")
+    v.add_argument("--out", required=True, help="a new (or empty) directory to write into")
+    v.add_argument("--model-path", help="the model path on the cluster (default: this machine's path of the run's model)")
+    v.set_defaults(func=_export_verl)
 
     s = sub.add_parser("score", help="per-token implicit rewards of one response")
     s.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")

@@ -15,7 +15,10 @@ class TrainConfig:
     model: str = "tiny"
     """tiny, smollm2-135m or a local HF model directory"""
     task: str = "arith"
-    """arith or gsm8k (math, 0/1 rewards) or code (a pass rate from the sandboxed tests)"""
+    """arith or gsm8k (math, 0/1 rewards), code (a pass rate from the sandboxed tests), or the path of
+    a .jsonl / .parquet file (or a directory of train / test files) in our flat schema or veRL's"""
+    system_prompt: str = ""
+    """a system message before every prompt (a row's own system message wins); empty: none"""
     algo: str = "prime"
     """prime (outcome + implicit process rewards) or rloo (outcome only, the paper's baseline)"""
     prm: str = "online"
@@ -94,6 +97,14 @@ class TrainConfig:
     """evaluate on the test split every N steps (0: never)"""
     eval_n: int = 200
     """test problems per evaluation"""
+    report_to: str = ""
+    """comma-separated trackers that mirror the metrics: trackio, tensorboard, wandb (each an optional
+    package; the run records stay the source of truth)"""
+    report_project: str = "prime-workbench"
+    """the tracker project (trackio, wandb) the run logs into, under the run directory's name"""
+    report_table_every: int = 10
+    """with report_to: a completions table (prompt, response, outcome, decision, Σ process reward,
+    advantage) every N steps; 0: never"""
     checkpoint_every: int = 1
     """save adapters + optimizers + RNG + data position every N steps"""
     keep_last_checkpoints: int = 2
@@ -104,13 +115,21 @@ class TrainConfig:
     def __post_init__(self):
         choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
                    "reward_norm": ("batch_norm", "none"), "process_baseline": ("paper", "code"),
-                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "task": ("arith", "gsm8k", "code"),
-                   "sampler": ("merged", "adapter")}
+                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "sampler": ("merged", "adapter")}
         from prime.errors import UserError
 
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"config field {name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        from prime.tasks import TASKS
+        from prime.tasks.files import is_task_path
+
+        from prime.trackers import parse_report_to
+
+        parse_report_to(self.report_to)
+        if self.task not in TASKS and not is_task_path(self.task):
+            raise UserError(f"config field task={self.task!r}: expected one of {', '.join(TASKS)} or an existing .jsonl, "
+                            ".jsonl.gz or .parquet file or a directory with train and test files")
         for name, ok, expected in self.range_checks():
             value = getattr(self, name)
             if not ok(value):
@@ -137,7 +156,7 @@ class TrainConfig:
             "temperature": positive, "top_p": (lambda v: finite(v) and 0 < v <= 1, "a number in (0, 1]"),
             "gamma": fraction, "lora_r": at_least(1), "seed": at_least(0), "eval_every": at_least(0),
             "eval_n": at_least(1), "checkpoint_every": at_least(1), "keep_last_checkpoints": at_least(1),
-            "keep_checkpoint_every": at_least(0),
+            "keep_checkpoint_every": at_least(0), "report_table_every": at_least(0),
         }.items()]
 
     @classmethod

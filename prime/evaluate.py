@@ -15,7 +15,7 @@ def accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int, greedy: bo
     Returns {"acc", "n", "unscorable"}; unscorable answers count as 0 (PRIME_SPEC §3).
     """
     torch.manual_seed(seed)
-    prompts = [encode_prompt(tokenizer, r["prompt"]) for r in rows]
+    prompts = [encode_prompt(tokenizer, r["prompt"], r.get("system")) for r in rows]
     responses = generate(model, tokenizer, prompts, max_new_tokens, temperature=temperature, greedy=greedy)
     verdicts = [verify(tokenizer.decode(ids, skip_special_tokens=True), r) for ids, r in zip(responses, rows)]
     return {"acc": sum(v.reward for v in verdicts) / len(rows), "n": len(rows),

@@ -5,16 +5,18 @@ from __future__ import annotations
 import torch
 
 
-def format_prompt(tokenizer, question: str) -> str:
+def format_prompt(tokenizer, question: str, system: str | None = None) -> str:
     """The text a model sees before its answer: its chat template when it has one
-    (SmolLM2-Instruct), else the question and a newline (the tiny model's SFT format)."""
+    (SmolLM2-Instruct, Qwen), else the question and a newline (the tiny model's SFT format),
+    after the system message and a blank line when there is one."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
-    return question + "\n"
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return (f"{system}\n\n" if system else "") + question + "\n"
 
 
-def encode_prompt(tokenizer, question: str) -> list[int]:
-    return tokenizer(format_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
+def encode_prompt(tokenizer, question: str, system: str | None = None) -> list[int]:
+    return tokenizer(format_prompt(tokenizer, question, system), add_special_tokens=False)["input_ids"]
 
 
 def _next_token(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool) -> torch.Tensor:

@@ -27,6 +27,7 @@ from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
 from prime.tasks import load_task
+from prime.trackers import Trackers, check_installed, parse_report_to
 from prime.verifiers import CODE_FIELDS, verify
 
 
@@ -72,7 +73,7 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
     """§7.1: K responses per prompt from the policy (temperature, top-p from the config).
     `merged`: the step's full-precision sampler, built once per step (config `sampler`)."""
     tok, K = roles.tokenizer, cfg.samples_per_prompt
-    prompt_ids = [encode_prompt(tok, rows[i]["prompt"]) for i in ids]
+    prompt_ids = [encode_prompt(tok, rows[i]["prompt"], rows[i].get("system")) for i in ids]
     with policy_sampler(roles, cfg, merged) as model:
         torch.manual_seed(seed)  # after the sampler exists: building it draws random init weights
         responses = generate(model, tok, [p for p in prompt_ids for _ in range(K)], cfg.max_new_tokens,
@@ -123,7 +124,8 @@ def fit_context(rows: list[dict], tok, context: int | None, max_new_tokens: int,
     out = []
     for r in rows:
         # tokens ≤ bytes (+ the chat template's few dozen): tokenize only prompts that might not fit
-        n = len(encode_prompt(tok, r["prompt"])) if len(r["prompt"].encode()) + 256 > limit else 0
+        size = len(r["prompt"].encode()) + len(r.get("system", "").encode())
+        n = len(encode_prompt(tok, r["prompt"], r.get("system"))) if size + 256 > limit else 0
         if n > limit:
             why = (f"task {task}, row {r.get('id', '?')}: the prompt is {n} tokens; with max_new_tokens {max_new_tokens} "
                    f"it does not fit the model's context of {context}")
@@ -325,6 +327,8 @@ def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> dict:
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) PRIME for cfg.steps steps; returns the run directory."""
     run = Path(cfg.out)
+    tracker_names = parse_report_to(cfg.report_to)
+    check_installed(tracker_names)  # before the model loads: a missing package is a one-line error
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)  # adapter init
     roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
@@ -339,6 +343,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     skipped: list[str] | None = [] if cfg.skip_bad_rows else None
     train_rows = load_task(cfg.task, "train", skipped=skipped)
     test_rows = load_task(cfg.task, "test", skipped=skipped)[: cfg.eval_n]
+    if cfg.system_prompt:  # a row's own system message wins
+        train_rows, test_rows = ([{"system": cfg.system_prompt, **r} for r in rows] for rows in (train_rows, test_rows))
     train_rows = fit_context(train_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
     test_rows = fit_context(test_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
     if skipped:
@@ -362,6 +368,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                                                         "code_version": records.code_version()})
     n_skipped = len(skipped or [])
     records.write_status(run, "running", state.step, skipped_rows=n_skipped)
+    trackers = Trackers(tracker_names, run, cfg.report_project, asdict(cfg)) if tracker_names else None
 
     stop = {"requested": False}
     previous = signal.getsignal(signal.SIGINT)
@@ -380,12 +387,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     t_run = time.time()
     if cfg.eval_every and state.step == 0 and not records.read_metrics(run):  # the eval curve's starting point
         t = time.time()
-        records.append_metrics(run, {"step": 0, **evaluate(roles, test_rows, cfg), "timing_s/eval": time.time() - t})
+        records.append_metrics(run, first := {"step": 0, **evaluate(roles, test_rows, cfg), "timing_s/eval": time.time() - t})
+        if trackers:
+            trackers.log(first, 0)
     try:
         while state.step < cfg.steps and not stop["requested"]:
             metrics = one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, policy_opt, run)
             metrics["time/wall_s"] = time.time() - t_run
             records.append_metrics(run, metrics)
+            if trackers:
+                trackers.log(metrics, state.step)
+                if cfg.report_table_every and state.step % cfg.report_table_every == 0:
+                    trackers.table(records.read_rollouts(run, state.step), state.step)
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
                 save_checkpoint(run, state, roles, prm_opt, policy_opt)
                 prune_checkpoints(run, cfg)
@@ -404,6 +417,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         signal.signal(signal.SIGINT, previous)
         if bar:
             bar.close()
+        if trackers:
+            trackers.finish()
     records.write_status(run, "finished" if state.step >= cfg.steps else "stopped", state.step, skipped_rows=n_skipped)
     return run
 

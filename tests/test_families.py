@@ -1,5 +1,6 @@
 """The model families people RL-train, not only Llama: small random-weight models of each,
-saved as local directories, scored with `prime score` and trained for one 4-bit PRIME step.
+saved as local directories (Qwen's with a ChatML chat template, the others with a plain prompt),
+scored with `prime score` and trained for one 4-bit PRIME step.
 
 Each family's LoRA targets come from prime.models.LORA_TARGETS (Phi-3 fuses q/k/v and
 gate/up). Gemma 2 caps its final logits, which our LM-head-on-response-tokens path must do too:
@@ -26,6 +27,9 @@ FAMILIES = {  # name -> (config class, extra config fields, LoRA targets expecte
                                 "query_pre_attn_scalar": 16, "sliding_window": 64}, 7),
     "phi3": ("Phi3Config", {"pad_token_id": None}, 4),  # qkv_proj, o_proj, gate_up_proj, down_proj
 }
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # the form Qwen's tokenizers ship
+CHAT_FAMILIES = ("qwen2", "qwen3")  # saved with a chat template; the others use the plain prompt
 PROMPT, RESPONSE = "Start with 2. Add 3. What is the result?", "2 + 3 = 5\nThe answer is \\boxed{5}."
 
 
@@ -45,6 +49,7 @@ def family_dirs(tmp_path_factory, micro_model_dir):
         model = AutoModelForCausalLM.from_config(cfg)
         path = tmp_path_factory.mktemp(name) / "model"
         model.save_pretrained(path)
+        tok.chat_template = CHATML if name in CHAT_FAMILIES else None
         tok.save_pretrained(path)
         write_manifest(path, kind=f"random {name} for tests")
         out[name] = path
@@ -55,7 +60,7 @@ def family_dirs(tmp_path_factory, micro_model_dir):
 def test_family_scores_and_matches_its_own_forward(family, family_dirs, capsys):
     from prime import cli
     from prime.models import LoraSettings, Roles, make_batch
-    from prime.rollout import encode_prompt
+    from prime.rollout import encode_prompt, format_prompt
 
     assert cli.main(["score", "--model", str(family_dirs[family]), "--prompt", PROMPT, "--response", RESPONSE,
                      "--answer", "5", "--json"]) == 0
@@ -64,6 +69,9 @@ def test_family_scores_and_matches_its_own_forward(family, family_dirs, capsys):
     torch.manual_seed(0)
     roles = Roles(family_dirs[family], quant="4bit", device=torch.device("cpu"), lora=LoraSettings(r=4, alpha=8))
     assert len(roles.targets) == FAMILIES[family][2], roles.targets
+    prompt_text = format_prompt(roles.tokenizer, PROMPT)
+    assert prompt_text == (f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n" if family in CHAT_FAMILIES
+                           else PROMPT + "\n")
     # the LM head on response positions equals the model's own forward (softcapping included)
     tok = roles.tokenizer
     batch = make_batch([encode_prompt(tok, PROMPT)], [tok(RESPONSE, add_special_tokens=False)["input_ids"]], tok.pad_token_id)

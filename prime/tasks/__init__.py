@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prime.data import read_jsonl
 from prime.errors import UserError
+from prime.tasks.files import is_task_path, load_file_task
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 TASKS = ("arith", "gsm8k", "code")
@@ -18,10 +19,13 @@ GSM8K_HELD_OUT = {"val": 200, "test": 500}
 def load_task(name: str, split: str, data_dir: Path = DATA_DIR, skipped: list[str] | None = None) -> list[dict]:
     """Rows of a task split, with a clear error for an unknown task or split. With `skipped`
     (a list), malformed rows are skipped and described there instead of raising."""
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
     if split not in SPLIT_NAMES:
         raise UserError(f"unknown split {split!r} for task {name}; choose one of: {', '.join(SPLIT_NAMES)}")
+    if name not in TASKS:
+        if is_task_path(name):
+            return load_file_task(name, split, skipped)
+        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}, or the path of a .jsonl / "
+                        ".parquet file or of a directory with train and test files (README: Your own data)")
     if name == "arith":
         rows = read_jsonl(data_dir / "arith" / f"{split}.jsonl", required=("id", "prompt", "answer"), skipped=skipped)
     elif name == "code":  # 16 problems: train 12, test 4 (also the val split)

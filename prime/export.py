@@ -1,0 +1,233 @@
+"""`prime export verl`: the same experiment for veRL's PRIME recipe on a cluster.
+
+Writes into OUT:
+    data/train.parquet, data/test.parquet   the run's task in veRL's schema (data_source, prompt as
+                                            chat messages, ability, reward_model.ground_truth, extra_info)
+    reward.py                               compute_score(data_source, solution_str, ground_truth, extra_info)
+                                            through our verifiers (math-verify; the bubblewrap sandbox for code)
+    run_prime.sh                            python3 -m recipe.prime.main_prime with our config as Hydra overrides
+    README.md                               every config field: the veRL key it became, or why it could not
+
+The mapping is FIELD_MAP below (one place, also rendered into the README tables). Keys were read
+from verl 0.9.1's trainer config and verl-recipe's prime/config/prime_trainer.yaml and launch
+script; `python benchmarks/check_verl_export.py` checks an export against them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from prime.config import TrainConfig
+from prime.errors import UserError
+from prime.records import read_json
+
+# our field -> (veRL key or None, how the value maps / why it cannot)
+FIELD_MAP: dict[str, tuple[str | None, str]] = {
+    "model": ("actor_rollout_ref.model.path", "the model directory (also reward_model.model.path: PRM and reference start from it)"),
+    "task": ("data.train_files", "exported to data/train.parquet and data/test.parquet (data.val_files)"),
+    "algo": ("algorithm.adv_estimator", "rloo in both; prime keeps reward_model.enable=True, rloo sets it False"),
+    "prm": ("reward_model.model.optim.lr", "frozen: PRM learning rate 0 (the recipe has no frozen switch)"),
+    "prm_init": (None, "no key: point reward_model.model.path at a full PRM model (merge the adapter first)"),
+    "prm_update": ("reward_model.model.update", "single -> after, double -> before"),
+    "steps": ("trainer.total_training_steps", "as is"),
+    "prompts_per_step": ("data.train_batch_size", "prompts per step (veRL counts prompts, then samples n each)"),
+    "samples_per_prompt": ("actor_rollout_ref.rollout.n", "as is"),
+    "beta": ("reward_model.model.beta_train", "as is"),
+    "filter_low": ("data.accuracy_lower_bound", "with data.filter_accuracy=True; inclusive in both"),
+    "filter_high": ("data.accuracy_upper_bound", "inclusive in both"),
+    "filter_truncated": ("data.filter_truncate", "veRL counts length >= max - 1 as truncated"),
+    "max_draws_per_step": ("data.oversample_factor", "veRL oversamples (factor = draws) then downsamples instead of refilling"),
+    "policy_lr": ("actor_rollout_ref.actor.optim.lr", "as is (LoRA rates are higher than full fine-tuning rates)"),
+    "prm_lr": ("reward_model.model.optim.lr", "as is"),
+    "clip_eps": ("actor_rollout_ref.actor.clip_ratio", "as is; veRL also applies dual-clip c = 3"),
+    "policy_grad_clip": ("actor_rollout_ref.actor.grad_clip", "as is"),
+    "prm_grad_clip": ("reward_model.model.optim.grad_clip", "as is"),
+    "micro_batch": ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", "also reward_model.micro_batch_size_per_gpu"),
+    "ppo_mini_batches": ("actor_rollout_ref.actor.ppo_mini_batch_size", "= prompts_per_step / ppo_mini_batches prompts"),
+    "prm_mini_batches": ("reward_model.mini_batch_size", "= prompts_per_step / prm_mini_batches prompts"),
+    "max_new_tokens": ("data.max_response_length", "as is"),
+    "temperature": ("actor_rollout_ref.rollout.temperature", "as is"),
+    "top_p": ("actor_rollout_ref.rollout.top_p", "as is"),
+    "reward_norm": ("reward_model.prime_norm", "as is"),
+    "process_baseline": (None, "veRL always uses the code form; paper form cannot be expressed"),
+    "gamma": ("algorithm.gamma", "veRL's rloo ignores it (γ = 1); values other than 1 cannot be expressed"),
+    "zero_last_process_reward": (None, "veRL always zeroes the last token's process reward; off cannot be expressed"),
+    "lora_r": ("actor_rollout_ref.model.lora_rank", "policy only; the recipe's PRM trains fully (no LoRA)"),
+    "quant": (None, "veRL trains in bf16 without 4-bit quantisation"),
+    "layout": (None, "veRL always holds separate policy, PRM and reference models"),
+    "sampler": (None, "veRL samples with vLLM / SGLang"),
+    "system_prompt": ("data.train_files", "written into each row's prompt messages"),
+    "skip_bad_rows": (None, "bad rows are dropped at export (counted in the README)"),
+    "seed": ("data.seed", "data order seed"),
+    "eval_every": ("trainer.test_freq", "0 -> -1 (never)"),
+    "eval_n": ("data.val_max_samples", "as is"),
+    "checkpoint_every": ("trainer.save_freq", "as is"),
+    "keep_last_checkpoints": ("trainer.max_actor_ckpt_to_keep", "veRL keeps the last N; every-Kth is not expressible"),
+    "keep_checkpoint_every": (None, "veRL keeps only the last N checkpoints"),
+    "report_to": ("trainer.logger", "console plus the same trackers (trackio, tensorboard, wandb)"),
+    "report_project": ("trainer.project_name", "as is; trainer.experiment_name = the run's name"),
+    "report_table_every": (None, "veRL logs generations with trainer.log_val_generations instead"),
+    "out": ("trainer.default_local_dir", "checkpoints/<run name>"),
+}
+
+REWARD_PY = '''"""veRL custom reward: PRIME Workbench's verifiers behind veRL's signature.
+
+    custom_reward_function.path=reward.py custom_reward_function.name=compute_score
+
+Needs `pip install prime-workbench` on every node (math-verify; code runs in bubblewrap, so
+`apt-get install bubblewrap` too). Returns the outcome reward in [0, 1]: 0/1 for math, the
+pass rate for code; unscorable answers count 0, as in the trainer.
+"""
+
+from prime.verifiers import verify
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None):
+    row = {{"answer": ground_truth}}
+    if isinstance(extra_info, dict) and extra_info.get("prime_checks"):
+        import json
+
+        row.update(json.loads(extra_info["prime_checks"]))  # tests / io / entry_point / prelude
+    return float(verify(solution_str, row).reward)
+'''
+
+
+def load_config(source: Path) -> tuple[TrainConfig, str]:
+    """A run directory (its config.json) or a config JSON file -> (config, experiment name)."""
+    path = source / "config.json" if source.is_dir() else source
+    if not path.is_file():
+        raise UserError(f"{source}: neither a run directory (with config.json) nor a config JSON file")
+    saved = read_json(path)
+    model = saved.get("model")
+    saved = {k: v for k, v in saved.items() if k != "code_version"}
+    if isinstance(model, dict):  # a run's config.json records the resolved model
+        saved["model"] = model.get("name", "")
+    return TrainConfig.from_dict(saved, source=str(path)), (source.name if source.is_dir() else path.stem)
+
+
+def verl_rows(rows: list[dict], task: str, split: str, system_prompt: str) -> list[dict]:
+    """Our rows in veRL's schema; code rows keep their checks in extra_info.prime_checks."""
+    out = []
+    for i, r in enumerate(rows):
+        system = r.get("system") or system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r["prompt"]}]
+        checks = {k: r[k] for k in ("tests", "io", "entry_point", "prelude") if r.get(k)}
+        extra = {"split": split, "index": i, "id": str(r.get("id", i))}
+        if checks:
+            extra["prime_checks"] = json.dumps(checks)
+        out.append({"data_source": f"prime-workbench/{Path(task).name}", "prompt": messages,
+                    "ability": "code" if checks else "math",
+                    "reward_model": {"style": "rule", "ground_truth": str(r.get("answer", ""))}, "extra_info": extra})
+    return out
+
+
+def overrides(cfg: TrainConfig, name: str, model_path: str) -> list[tuple[str, object]]:
+    """(veRL key, value) for every field that maps."""
+    P = cfg.prompts_per_step
+    prime = cfg.algo == "prime"
+    loggers = ["console"] + [t.strip() for t in cfg.report_to.split(",") if t.strip()]
+    out = [
+        ("data.train_files", "['data/train.parquet']"), ("data.val_files", "['data/test.parquet']"),
+        ("data.train_batch_size", P), ("data.max_response_length", cfg.max_new_tokens), ("data.seed", cfg.seed),
+        ("data.filter_accuracy", True), ("data.accuracy_lower_bound", cfg.filter_low),
+        ("data.accuracy_upper_bound", cfg.filter_high), ("data.filter_truncate", cfg.filter_truncated),
+        ("data.oversample_factor", float(cfg.max_draws_per_step)), ("data.val_max_samples", cfg.eval_n),
+        ("actor_rollout_ref.model.path", model_path), ("actor_rollout_ref.model.lora_rank", cfg.lora_r),
+        ("actor_rollout_ref.model.lora_alpha", 2 * cfg.lora_r),
+        ("actor_rollout_ref.actor.optim.lr", cfg.policy_lr), ("actor_rollout_ref.actor.clip_ratio", cfg.clip_eps),
+        ("actor_rollout_ref.actor.grad_clip", cfg.policy_grad_clip),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", max(1, P // cfg.ppo_mini_batches)),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", cfg.micro_batch),
+        ("actor_rollout_ref.actor.ppo_epochs", 1), ("actor_rollout_ref.actor.entropy_coeff", 0.0),
+        ("actor_rollout_ref.actor.use_kl_loss", False),
+        ("actor_rollout_ref.rollout.n", cfg.samples_per_prompt), ("actor_rollout_ref.rollout.temperature", cfg.temperature),
+        ("actor_rollout_ref.rollout.top_p", cfg.top_p),
+        ("algorithm.adv_estimator", "rloo"), ("algorithm.gamma", cfg.gamma), ("algorithm.kl_ctrl.kl_coef", 0.0),
+        ("algorithm.reward_gt_coef", 1.0), ("algorithm.reward_dpo_coef", 1.0),
+        ("reward_model.enable", prime), ("reward_model.model.path", model_path),
+        ("reward_model.model.update", "after" if cfg.prm_update == "single" else "before"),
+        ("reward_model.model.beta_train", cfg.beta),
+        ("reward_model.model.optim.lr", cfg.prm_lr if cfg.prm == "online" else 0.0),
+        ("reward_model.model.optim.grad_clip", cfg.prm_grad_clip), ("reward_model.prime_norm", cfg.reward_norm),
+        ("reward_model.mini_batch_size", max(1, P // cfg.prm_mini_batches)),
+        ("reward_model.micro_batch_size_per_gpu", cfg.micro_batch),
+        ("custom_reward_function.path", "reward.py"), ("custom_reward_function.name", "compute_score"),
+        ("trainer.total_training_steps", cfg.steps), ("trainer.test_freq", cfg.eval_every or -1),
+        ("trainer.save_freq", cfg.checkpoint_every), ("trainer.max_actor_ckpt_to_keep", cfg.keep_last_checkpoints),
+        ("trainer.logger", json.dumps(loggers)), ("trainer.project_name", cfg.report_project),
+        ("trainer.experiment_name", name), ("trainer.default_local_dir", f"checkpoints/{name}"),
+    ]
+    return out
+
+
+def _hydra(value) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
+def not_expressible(cfg: TrainConfig) -> list[str]:
+    """What veRL's recipe does differently from this run's settings (README of the export)."""
+    notes = ["refill: veRL oversamples `data.oversample_factor` × the batch and downsamples, and may keep prompts "
+             "that failed the filter; we draw until P prompts pass"]
+    if cfg.process_baseline == "paper":
+        notes.append("process_baseline = 'paper': veRL's advantages use the code-form process baseline")
+    if not cfg.zero_last_process_reward:
+        notes.append("zero_last_process_reward = False: veRL zeroes the last token's process reward")
+    if cfg.gamma != 1.0:
+        notes.append(f"gamma = {cfg.gamma}: veRL's rloo uses γ = 1")
+    if cfg.quant == "4bit":
+        notes.append("quant = '4bit': veRL trains the models in bf16, unquantised (numbers differ slightly)")
+    if cfg.prm_init:
+        notes.append(f"prm_init = {cfg.prm_init!r}: merge that PRM adapter into a full model and set reward_model.model.path")
+    if cfg.keep_checkpoint_every:
+        notes.append(f"keep_checkpoint_every = {cfg.keep_checkpoint_every}: veRL keeps only the last N checkpoints")
+    notes.append("PPO: veRL adds dual-clip (c = 3) and a log-ratio clamp; the recipe's entropy coefficient is set to 0 here")
+    return notes
+
+
+def export_verl(source: Path, out: Path, model_path: str | None = None) -> Path:
+    """Write the export (see the module docstring); returns `out`."""
+    import pandas as pd
+
+    from prime.tasks import load_task
+
+    cfg, name = load_config(source)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty; choose a new --out")
+    if model_path is None:
+        from prime.models import BUILTIN_MODELS, cache_dir
+
+        model_path = str(cache_dir() / cfg.model) if cfg.model in BUILTIN_MODELS else cfg.model
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split in ("train", "test"):
+        skipped: list[str] = []
+        rows = load_task(cfg.task, split, skipped=skipped)
+        pd.DataFrame(verl_rows(rows, cfg.task, split, cfg.system_prompt)).to_parquet(out / "data" / f"{split}.parquet")
+        counts[split] = (len(rows), len(skipped))
+    (out / "reward.py").write_text(REWARD_PY.format())
+    pairs = overrides(cfg, name, model_path)
+    lines = "".join(f"    {k}={shlex.quote(_hydra(v))} \\\n" for k, v in pairs)
+    entry = "recipe.prime.main_prime" if cfg.algo == "prime" else "verl.trainer.main_ppo"
+    (out / "run_prime.sh").write_text(
+        "#!/usr/bin/env bash\n# Exported by `prime export verl` from "
+        f"{source} (PRIME Workbench). Run from this directory inside a veRL checkout with verl-recipe as\n"
+        "# `recipe/` (see README.md); extra Hydra overrides (GPUs, nodes, rollout engine) go after the script.\n"
+        f"set -euo pipefail\ncd \"$(dirname \"$0\")\"\npython3 -m {entry} \\\n{lines}    \"$@\"\n")
+    (out / "run_prime.sh").chmod(0o755)
+    notes = not_expressible(cfg)
+    table = "\n".join(f"| `{f}` | {'`' + k + '`' if k else '—'} | {why} |" for f, (k, why) in FIELD_MAP.items())
+    (out / "README.md").write_text(
+        f"# {name}: PRIME on veRL\n\nExported from `{source}` by `prime export verl`.\n\n"
+        f"- `data/train.parquet` ({counts['train'][0]} rows, {counts['train'][1]} bad rows dropped), "
+        f"`data/test.parquet` ({counts['test'][0]} rows)\n"
+        "- `reward.py`: our verifiers behind veRL's `compute_score`; install `prime-workbench` (and bubblewrap for code)"
+        " on every node\n- `run_prime.sh`: `python3 -m " + entry + "` with the overrides below\n\n"
+        "## What veRL cannot reproduce of this run\n\n" + ("\n".join(f"- {n}" for n in notes) or "- nothing") + "\n\n"
+        "## Every field\n\n| ours | veRL | how |\n| --- | --- | --- |\n" + table + "\n\n"
+        "## The config\n\n```json\n" + json.dumps(asdict(cfg), indent=1) + "\n```\n")
+    return out
