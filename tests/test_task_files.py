@@ -178,3 +178,25 @@ def test_export_verl_code_rows_keep_their_checks(tmp_path):
         assert ex["ability"] == "code" and "prime_checks" in ex["extra_info"]
         assert namespace["compute_score"](ex["data_source"], row["answer"], ex["reward_model"]["ground_truth"],
                                           ex["extra_info"]) == 1.0
+
+
+def test_files_written_by_datasets(tmp_path):
+    """Hugging Face `datasets` writing veRL rows to parquet and flat rows to JSON Lines."""
+    from datasets import Dataset
+
+    Dataset.from_list(verl_rows("train")).to_parquet(str(tmp_path / "verl.parquet"))
+    Dataset.from_list([{"prompt": q, "answer": a} for q, a in ARITH]).to_json(str(tmp_path / "flat.jsonl"))
+    for name in ("verl.parquet", "flat.jsonl"):
+        rows = load_task(str(tmp_path / name), "train")
+        assert [(r["prompt"], r["answer"]) for r in rows] == ARITH, name
+
+
+def test_the_readme_maps_every_config_field_for_verl():
+    from pathlib import Path
+
+    from prime.export import FIELD_MAP
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## To a cluster: export to veRL", 1)[1].split("\n## ", 1)[0]
+    for name, (key, _) in FIELD_MAP.items():
+        assert f"| `{name}` | {'`' + key + '`' if key else '—'} |" in section, name
