@@ -9,7 +9,8 @@ the parquet must have veRL's columns and chat-message prompts.
     python benchmarks/check_verl_export.py /tmp/verl-export --recipe verl-recipe [--out result.json]
 
 Not a test (needs verl and a recipe checkout, neither in the core install); the result of the
-last run is in benchmarks/results/verl_export_check.json.
+last run is in benchmarks/results/verl_export_check.json. `--dump-keys` refreshes the key snapshot
+the test suite checks exports against (tests/data/verl_config_keys.json).
 """
 
 from __future__ import annotations
@@ -57,9 +58,13 @@ def main() -> int:
     ap.add_argument("export", type=Path)
     ap.add_argument("--recipe", type=Path, required=True, help="a verl-recipe checkout")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--dump-keys", type=Path, help="also write every known key (the snapshot tests/data/verl_config_keys.json)")
     args = ap.parse_args()
     version, base = verl_trainer_keys()
     config, script = recipe_keys(args.recipe)
+    if args.dump_keys:
+        args.dump_keys.write_text(json.dumps({"verl": version, "recipe": "verl-recipe prime/config/prime_trainer.yaml and "
+                                              "prime/run_prime_qwen.sh", "keys": sorted(base | config | script)}, indent=0))
     ours = emitted(args.export)
     found = {k: ("verl trainer config" if k in base else "recipe config" if k in config
                  else "recipe launch script" if k in script else None) for k in ours}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -144,7 +146,7 @@ def test_export_verl_from_a_run_on_a_verl_parquet(verl_dir, tmp_path, tiny_dir):
     from prime.trainer import train
 
     run = tmp_path / "verl-run"
-    train(TrainConfig(out=str(run), task=str(verl_dir), steps=1, prompts_per_step=2, eval_every=0, max_new_tokens=40,
+    train(TrainConfig(out=str(run), task=str(verl_dir), steps=2, prompts_per_step=2, eval_every=0, max_new_tokens=40,
                       filter_low=0.0, filter_high=1.0, beta=0.1, prm_update="double"), progress=False)
     out = tmp_path / "export"
     assert cli.main(["export", "verl", str(run), "--out", str(out), "--model-path", "/models/tiny"]) == 0
@@ -164,7 +166,13 @@ def test_export_verl_from_a_run_on_a_verl_parquet(verl_dir, tmp_path, tiny_dir):
     readme = (out / "README.md").read_text()
     assert "code-form process baseline" in readme and "`reward_model.model.beta_train`" in readme
     assert set(FIELD_MAP) == {f.name for f in dataclasses.fields(TrainConfig)}  # every field accounted for
+    # every override is a key veRL knows: its trainer config (verl 0.9.1) or the PRIME recipe's config and launch
+    # script, as snapshot by benchmarks/check_verl_export.py --dump-keys
+    known = set(json.loads((Path(__file__).parent / "data" / "verl_config_keys.json").read_text())["keys"])
+    emitted = re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", script, re.M)
+    assert len(emitted) > 40 and [k for k in emitted if k not in known] == []
     assert cli.main(["export", "verl", str(run), "--out", str(out)]) == 2  # not empty: refused
+    assert cli.main(["export", "verl", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
 
 
 def test_export_verl_code_rows_keep_their_checks(tmp_path):
