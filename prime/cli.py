@@ -64,10 +64,19 @@ def _list(args) -> None:
         print(f"  {name:14s} {size:8.1f} MiB  {state:10s} {path}")
 
 
-def _score(args) -> None:
-    from prime.models import Roles, resolve_model
-    from prime.score import checkpoint_dir, score
+def _scorer(args):
+    """The PRM/reference pair a scoring command uses, and how to name it: our model (+ a run's PRM
+    checkpoint), or an external PRM with its reference (two full model directories)."""
+    from prime.models import ExternalPRM, Roles, resolve_model
+    from prime.score import checkpoint_dir
 
+    if args.prm_model or args.ref_model:
+        if not (args.prm_model and args.ref_model):
+            raise UserError("an external PRM needs both --prm-model DIR and --ref-model DIR (the model it was trained from)")
+        if args.model or args.run:
+            raise UserError("give either --prm-model/--ref-model or --model/--run, not both")
+        prm, ref = (resolve_model(d) for d in (args.prm_model, args.ref_model))
+        return ExternalPRM(prm, ref, quant=args.quant), {"prm_model": str(prm), "ref_model": str(ref), "checkpoint": None}
     ckpt = None
     model = args.model
     if args.run is not None:
@@ -81,12 +90,19 @@ def _score(args) -> None:
     elif args.step is not None:
         raise UserError("--step needs --run: the step of which run?")
     if model is None:
-        raise UserError("give --model (tiny, smollm2-135m or a model directory) or --run")
+        raise UserError("give --model (tiny, smollm2-135m or a model directory), --run, or --prm-model and --ref-model")
     roles = Roles(resolve_model(model), quant=args.quant, layout=args.layout)
     if ckpt is not None:
         roles.load_adapters(ckpt, roles=("prm",))
-    out = score(roles, args.prompt, args.response, answer=args.answer, beta=args.beta, raw_prompt=args.raw_prompt)
-    out["model"], out["checkpoint"] = model, str(ckpt) if ckpt else None
+    return roles, {"model": model, "checkpoint": str(ckpt) if ckpt else None}
+
+
+def _score(args) -> None:
+    from prime.score import score
+
+    scorer, names = _scorer(args)
+    out = score(scorer, args.prompt, args.response, answer=args.answer, beta=args.beta, raw_prompt=args.raw_prompt)
+    out |= names
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -96,7 +112,7 @@ def _score(args) -> None:
     print("\nsteps (one per line):")
     for s in out["steps"]:
         print(f"  reward {s['reward']:+.5f}  value {s['value']:+.5f}  {s['text'].strip()!r}")
-    print(f"\nr_φ(y) = {out['total_reward']:+.5f} (β = {out['beta']})")
+    print(f"\nr_φ(y) = {out['total_reward']:+.5f}, minimum step reward {out['min_step_reward']:+.5f} (β = {out['beta']})")
     if "verdict" in out:
         v = out["verdict"]
         print(f"outcome: {'unscorable' if v['score'] is None else v['score']}  ({v['detail']})")
@@ -144,6 +160,25 @@ def _eval(args) -> None:
     print(json.dumps(out))
 
 
+def _rank(args) -> None:
+    from prime.data import read_jsonl
+    from prime.score import rank
+
+    responses = list(args.response or [])
+    if args.responses:
+        rows = read_jsonl(Path(args.responses), required=("response",))
+        responses += [str(r["response"]) for r in rows]
+    scorer, names = _scorer(args)
+    ranked = rank(scorer, args.prompt, responses, beta=args.beta, by=args.by, raw_prompt=args.raw_prompt)
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "beta": args.beta, "by": args.by, **names, "ranking": ranked}, indent=1))
+        return
+    print(f"{'rank':>4s} {'#':>3s} {'r_φ(y)':>10s} {'min step':>10s}  response")
+    for r in ranked:
+        first = r["response"].strip().splitlines()[0][:60] if r["response"].strip() else ""
+        print(f"{r['rank']:4d} {r['index']:3d} {r['total_reward']:+10.5f} {r['min_step_reward']:+10.5f}  {first!r}")
+
+
 def _export_verl(args) -> None:
     from prime.export import export_verl
 
@@ -185,19 +220,32 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--model-path", help="the model path on the cluster (default: this machine's path of the run's model)")
     v.set_defaults(func=_export_verl)
 
+    def scorer_arguments(p):
+        p.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")
+        p.add_argument("--run", help="a run directory: score with its PRM checkpoint")
+        p.add_argument("--step", type=int, help="checkpoint step of --run (default: the latest)")
+        p.add_argument("--prm-model", help="an external implicit PRM: a full model directory (e.g. EurusPRM-Stage2)")
+        p.add_argument("--ref-model", help="with --prm-model: the reference it was trained from (e.g. Qwen2.5-Math-7B-Instruct)")
+        p.add_argument("--prompt", required=True, help="the question (formatted with the model's prompt template)")
+        p.add_argument("--beta", type=float, default=0.05, help="β of PRIME Eq. 3 (paper: 0.05; EurusPRM's card: 0.001)")
+        p.add_argument("--quant", default="4bit", choices=("4bit", "none"))
+        p.add_argument("--raw-prompt", action="store_true", help="use --prompt verbatim, without the prompt template")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
     s = sub.add_parser("score", help="per-token implicit rewards of one response")
-    s.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")
-    s.add_argument("--run", help="a run directory: score with its PRM checkpoint")
-    s.add_argument("--step", type=int, help="checkpoint step of --run (default: the latest)")
-    s.add_argument("--prompt", required=True, help="the question (formatted with the model's prompt template)")
+    scorer_arguments(s)
     s.add_argument("--response", required=True, help="the response text to score")
     s.add_argument("--answer", help="reference answer: also print the outcome verdict")
-    s.add_argument("--beta", type=float, default=0.05, help="β of PRIME Eq. 3 (paper: 0.05)")
-    s.add_argument("--quant", default="4bit", choices=("4bit", "none"))
     s.add_argument("--layout", default="shared", choices=("shared", "separate"))
-    s.add_argument("--raw-prompt", action="store_true", help="use --prompt verbatim, without the prompt template")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.set_defaults(func=_score)
+    s.set_defaults(func=_score, layout="shared")
+
+    r = sub.add_parser("rank", help="best-of-N: order K responses to one prompt by the implicit PRM")
+    scorer_arguments(r)
+    r.add_argument("--response", action="append", help="a response (repeat for each)")
+    r.add_argument("--responses", metavar="FILE", help="a jsonl file with one {\"response\": ...} per line")
+    r.add_argument("--by", default="total", choices=("total", "min-step"),
+                   help="total: the accumulated reward r_φ(y) (EurusPRM-Stage2); min-step: the lowest step reward (Stage 1)")
+    r.set_defaults(func=_rank, layout="shared")
     return p
 
 

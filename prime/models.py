@@ -281,6 +281,50 @@ def require_causal_lm(model_dir: Path) -> None:
                         "use a Llama, Qwen2/3, Mistral, Gemma 2, Phi-3 or other causal LM")
 
 
+def causal_lm_logprobs(lm, batch: "Batch", device: torch.device, chunk_rows: int = 1024) -> torch.Tensor:
+    """log π(y_t | x, y_<t) of a transformers CausalLM on the response tokens of `batch`, (B, T).
+
+    Position ids follow the attention mask, so left and right padding agree. The LM head runs
+    only on response positions, a chunk of rows at a time (prime.logprobs)."""
+    ids, attn, resp = (t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.response_mask))
+    position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+    hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
+    return token_logprobs(hidden, output_head(lm), ids, resp, chunk_rows)
+
+
+@dataclass
+class ExternalPRM:
+    """A released implicit PRM and its reference as two full models (e.g. EurusPRM-Stage2 with
+    Qwen2.5-Math-7B-Instruct), each a local Hugging Face directory, each 4-bit (or not). Scores
+    like Roles: logprobs("prm") and logprobs("ref"); they must share one tokenizer."""
+
+    prm_dir: Path
+    ref_dir: Path
+    quant: str = "4bit"
+    device: torch.device | None = None
+
+    def __post_init__(self):
+        self.device = self.device or default_device()
+        self.tokenizer = load_tokenizer(self.prm_dir)
+        ref_tok = load_tokenizer(self.ref_dir)
+        probe = "Step 1: 12 * 3 = 36.\nThe answer is \\boxed{36}."
+        if self.tokenizer.get_vocab() != ref_tok.get_vocab() or self.tokenizer(probe)["input_ids"] != ref_tok(probe)["input_ids"]:
+            raise UserError(f"the PRM ({self.prm_dir}) and the reference ({self.ref_dir}) tokenize differently; an implicit "
+                            "reward log(π_prm/π_ref) needs one tokenizer: pick the reference the PRM was trained from")
+        self.models = {"prm": load_base(self.prm_dir, self.quant, self.device),
+                       "ref": load_base(self.ref_dir, self.quant, self.device)}
+        self.context_length = min(getattr(m.config, "max_position_embeddings", None) or 10**9 for m in self.models.values())
+
+    def logprobs(self, role: str, batch: "Batch", grad: bool = False, chunk_rows: int = 1024) -> torch.Tensor:
+        if role not in self.models:
+            raise ValueError(f"an external PRM has roles prm and ref, not {role!r}")
+        with torch.set_grad_enabled(grad):
+            return causal_lm_logprobs(self.models[role], batch, self.device, chunk_rows)
+
+    def describe(self) -> dict:
+        return {"prm_dir": str(self.prm_dir), "ref_dir": str(self.ref_dir), "quant": self.quant, "device": str(self.device)}
+
+
 # ---------------------------------------------------------------------------- the roles
 
 @dataclass
@@ -379,14 +423,8 @@ class Roles:
         Position ids follow the attention mask, so left and right padding agree. The LM head
         runs only on response positions, a chunk of rows at a time (prime.logprobs).
         """
-        ids = batch.input_ids.to(self.device)
-        attn = batch.attention_mask.to(self.device)
-        resp = batch.response_mask.to(self.device)
-        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
         with self.role(role) as model, torch.set_grad_enabled(grad):
-            lm = self.causal_lm(model)
-            hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
-            return token_logprobs(hidden, output_head(lm), ids, resp, chunk_rows)
+            return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows)
 
     # -- a fast sampler
     def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:

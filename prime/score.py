@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prime.errors import UserError
-from prime.models import Roles, make_batch
+from prime.models import make_batch
 from prime.rewards import implicit_rewards, q_values
 from prime.rollout import encode_prompt
 from prime.verifiers import verify_math
@@ -44,7 +44,7 @@ def line_steps(texts: list[str], rewards: list[float], q: list[float]) -> list[d
     return steps
 
 
-def score(roles: Roles, question: str, response: str, answer: str | None = None, beta: float = 0.05,
+def score(roles, question: str, response: str, answer: str | None = None, beta: float = 0.05,
           raw_prompt: bool = False, add_eos: bool = True) -> dict:
     """Per-token log π_prm, log π_ref, implicit reward r_t = β(log π_prm − log π_ref), q_t;
     per-line step sums; the total r_φ(y); the outcome verdict when `answer` is given."""
@@ -75,6 +75,8 @@ def score(roles: Roles, question: str, response: str, answer: str | None = None,
         "steps": line_steps(texts, r_l, q_l),
         "total_reward": sum(r_l),
     }
+    # EurusPRM's aggregations for best-of-N: the accumulated reward (Stage 2), the minimum step reward (Stage 1)
+    out["min_step_reward"] = min(s["reward"] for s in out["steps"])
     if answer is not None:
         verdict = verify_math(response, answer)
         out["verdict"] = {"answer": answer, "score": verdict.score, "detail": verdict.detail}
@@ -96,3 +98,21 @@ def checkpoint_dir(run: Path, step: int | None) -> Path:
         have = ", ".join(p.name.removeprefix("step_").lstrip("0") or "0" for p in sorted(root.glob("step_*"))) or "none"
         raise UserError(f"run {run} has no checkpoint for step {step}; available steps: {have}")
     return path
+
+
+RANK_BY = {"total": "total_reward", "min-step": "min_step_reward"}
+
+
+def rank(scorer, question: str, responses: list[str], beta: float = 0.05, by: str = "total",
+         raw_prompt: bool = False) -> list[dict]:
+    """Best-of-N: the responses ordered by the PRM, best first. `by` = total (the accumulated
+    implicit reward r_φ(y), EurusPRM-Stage2's use) or min-step (the lowest step reward,
+    Stage 1's). Each entry: rank, index (in `responses`), both aggregates, the response."""
+    if by not in RANK_BY:
+        raise UserError(f"--by {by!r}: choose one of {', '.join(RANK_BY)}")
+    if len(responses) < 2:
+        raise UserError("ranking needs at least two responses (--response ... --response ..., or --responses FILE)")
+    scored = [score(scorer, question, r, beta=beta, raw_prompt=raw_prompt) for r in responses]
+    order = sorted(range(len(responses)), key=lambda i: -scored[i][RANK_BY[by]])
+    return [{"rank": n + 1, "index": i, "total_reward": scored[i]["total_reward"],
+             "min_step_reward": scored[i]["min_step_reward"], "response": responses[i]} for n, i in enumerate(order)]

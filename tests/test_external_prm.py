@@ -1,0 +1,94 @@
+"""External implicit PRMs (a full PRM model and its reference, e.g. EurusPRM with its base) in
+`prime score`, and best-of-N ranking with `prime rank`. Tested with two local full models:
+tiny, and a copy of tiny whose weights carry a nudged PRM adapter merged in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prime import cli
+
+PROMPT = "Start with 5. Multiply by 3. Subtract 3. What is the result?"
+RIGHT = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 12\nThe answer is \\boxed{12}."
+WRONG = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 11\nThe answer is \\boxed{11}."
+OFF = "Multiply by 3: 5 * 3 = 18\nSubtract 3: 18 - 3 = 15\nThe answer is \\boxed{15}."
+
+
+@pytest.fixture(scope="module")
+def prm_copy(tmp_path_factory, tiny_dir):
+    """tiny with a PRM adapter pushed towards RIGHT, merged and saved as a plain full model."""
+    from transformers import AutoModelForCausalLM
+
+    from prime.models import LoraSettings, Roles, make_batch, write_manifest
+    from prime.rollout import encode_prompt
+
+    torch.manual_seed(0)
+    roles = Roles(tiny_dir, quant="none", device=torch.device("cpu"), lora=LoraSettings(r=4, alpha=8))
+    tok = roles.tokenizer
+    batch = make_batch([encode_prompt(tok, PROMPT)], [tok(RIGHT, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]],
+                       tok.pad_token_id)
+    opt = torch.optim.SGD(roles.adapter_parameters("prm"), lr=2e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        (-roles.logprobs("prm", batch, grad=True).sum()).backward()
+        opt.step()
+    full = AutoModelForCausalLM.from_config(roles.causal_lm(roles.models["ref"]).config, dtype=torch.float32)
+    missing, unexpected = full.load_state_dict(roles.merged_state_dict("prm"), strict=False)
+    assert not unexpected
+    full.tie_weights()
+    out = tmp_path_factory.mktemp("prm") / "tiny-prm"
+    full.save_pretrained(out)
+    tok.save_pretrained(out)
+    write_manifest(out, kind="test PRM: tiny with a merged PRM adapter")
+    return out
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_external_prm_scores_tokens(capsys, prm_copy, tiny_dir):
+    code, out, err = run_cli(capsys, "score", "--prm-model", str(prm_copy), "--ref-model", str(tiny_dir), "--prompt", PROMPT,
+                             "--response", RIGHT, "--beta", "0.001", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["prm_model"] == str(prm_copy) and result["beta"] == 0.001
+    rewards = [t["reward"] for t in result["tokens"]]
+    assert any(r != 0 for r in rewards) and result["total_reward"] == pytest.approx(sum(rewards))
+    assert result["total_reward"] > 0  # the PRM was pushed towards this very response
+    assert result["min_step_reward"] == pytest.approx(min(s["reward"] for s in result["steps"]))
+    # the same model as PRM and reference: every reward exactly 0
+    code, out, _ = run_cli(capsys, "score", "--prm-model", str(tiny_dir), "--ref-model", str(tiny_dir), "--prompt", PROMPT,
+                           "--response", RIGHT, "--json")
+    assert code == 0 and all(t["reward"] == 0.0 for t in json.loads(out)["tokens"])
+
+
+def test_rank_orders_responses_best_first(capsys, prm_copy, tiny_dir, tmp_path):
+    responses = tmp_path / "k.jsonl"
+    responses.write_text("".join(json.dumps({"response": r}) + "\n" for r in (WRONG, OFF)))
+    for by, key in (("total", "total_reward"), ("min-step", "min_step_reward")):
+        code, out, err = run_cli(capsys, "rank", "--prm-model", str(prm_copy), "--ref-model", str(tiny_dir), "--prompt", PROMPT,
+                                 "--response", RIGHT, "--responses", str(responses), "--by", by, "--json")
+        assert code == 0, err
+        ranking = json.loads(out)["ranking"]
+        assert sorted(r["index"] for r in ranking) == [0, 1, 2] and [r["rank"] for r in ranking] == [1, 2, 3]
+        values = [r[key] for r in ranking]
+        assert values == sorted(values, reverse=True)
+    assert json.loads(out)["ranking"][0]["index"] == 0 or by == "min-step"
+    code, out, _ = run_cli(capsys, "rank", "--model", "tiny", "--prompt", PROMPT, "--response", RIGHT, "--response", WRONG)
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["rank", "#", "r_φ(y)"]
+
+
+def test_bad_external_prm_input_is_a_clear_error(capsys, prm_copy, tiny_dir, micro_model_dir):
+    code, _, err = run_cli(capsys, "score", "--prm-model", str(prm_copy), "--prompt", PROMPT, "--response", RIGHT)
+    assert code == 2 and "needs both --prm-model DIR and --ref-model DIR" in err
+    code, _, err = run_cli(capsys, "score", "--prm-model", str(micro_model_dir), "--ref-model", str(tiny_dir), "--prompt",
+                           PROMPT, "--response", RIGHT)
+    assert code == 2 and "tokenize differently" in err
+    code, _, err = run_cli(capsys, "rank", "--model", "tiny", "--prompt", PROMPT, "--response", RIGHT)
+    assert code == 2 and "at least two responses" in err
