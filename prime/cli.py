@@ -179,6 +179,20 @@ def _rank(args) -> None:
         print(f"{r['rank']:4d} {r['index']:3d} {r['total_reward']:+10.5f} {r['min_step_reward']:+10.5f}  {first!r}")
 
 
+def _import(args) -> None:
+    from prime.importers import import_rollouts, read_trl_completions, read_verl_dump
+
+    source = Path(args.source)
+    if not source.is_dir():
+        raise UserError(f"{source}: not a directory")
+    rows = read_verl_dump(source) if args.format == "verl" else read_trl_completions(source)
+    scorer, names = _scorer(args) if (args.model or args.run or args.prm_model or args.ref_model) else (None, {})
+    out = import_rollouts(rows, Path(args.out), source, args.format, scorer, names, beta=args.beta,
+                          low=args.filter_low, high=args.filter_high)
+    scored = "scored token by token" if scorer is not None else "not scored (give --model, --run or --prm-model/--ref-model)"
+    print(f"{out}: {len(rows)} rollouts from {args.format}, {scored}; open with python -m workbench --runs {out.parent}")
+
+
 def _export_verl(args) -> None:
     from prime.export import export_verl
 
@@ -220,17 +234,19 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--model-path", help="the model path on the cluster (default: this machine's path of the run's model)")
     v.set_defaults(func=_export_verl)
 
-    def scorer_arguments(p):
+    def scorer_arguments(p, prompt: bool = True):
         p.add_argument("--model", help="tiny, smollm2-135m or a local HF model directory")
         p.add_argument("--run", help="a run directory: score with its PRM checkpoint")
         p.add_argument("--step", type=int, help="checkpoint step of --run (default: the latest)")
         p.add_argument("--prm-model", help="an external implicit PRM: a full model directory (e.g. EurusPRM-Stage2)")
         p.add_argument("--ref-model", help="with --prm-model: the reference it was trained from (e.g. Qwen2.5-Math-7B-Instruct)")
-        p.add_argument("--prompt", required=True, help="the question (formatted with the model's prompt template)")
+        if prompt:
+            p.add_argument("--prompt", required=True, help="the question (formatted with the model's prompt template)")
         p.add_argument("--beta", type=float, default=0.05, help="β of PRIME Eq. 3 (paper: 0.05; EurusPRM's card: 0.001)")
         p.add_argument("--quant", default="4bit", choices=("4bit", "none"))
-        p.add_argument("--raw-prompt", action="store_true", help="use --prompt verbatim, without the prompt template")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if prompt:
+            p.add_argument("--raw-prompt", action="store_true", help="use --prompt verbatim, without the prompt template")
+            p.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("score", help="per-token implicit rewards of one response")
     scorer_arguments(s)
@@ -246,6 +262,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--by", default="total", choices=("total", "min-step"),
                    help="total: the accumulated reward r_φ(y) (EurusPRM-Stage2); min-step: the lowest step reward (Stage 1)")
     r.set_defaults(func=_rank, layout="shared")
+
+    i = sub.add_parser("import", help="rollouts made by veRL or TRL as a run directory the workbench opens")
+    i.add_argument("format", choices=("verl", "trl"), help="verl: a trainer.rollout_data_dir; trl: a GRPO output_dir "
+                   "(or its completions/ folder) written with log_completions=True")
+    i.add_argument("source", help="the directory to import")
+    i.add_argument("--out", required=True, help="the run directory to write")
+    i.add_argument("--filter-low", type=float, default=0.2, help="accuracy filter bounds for the recomputed decisions")
+    i.add_argument("--filter-high", type=float, default=0.8)
+    scorer_arguments(i, prompt=False)
+    i.set_defaults(func=_import, layout="shared", step=None)
     return p
 
 

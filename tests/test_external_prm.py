@@ -5,6 +5,7 @@ tiny, and a copy of tiny whose weights carry a nudged PRM adapter merged in."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,12 +15,12 @@ from prime import cli
 PROMPT = "Start with 5. Multiply by 3. Subtract 3. What is the result?"
 RIGHT = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 12\nThe answer is \\boxed{12}."
 WRONG = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 11\nThe answer is \\boxed{11}."
+ROOT = Path(__file__).resolve().parents[1]
 OFF = "Multiply by 3: 5 * 3 = 18\nSubtract 3: 18 - 3 = 15\nThe answer is \\boxed{15}."
 
 
-@pytest.fixture(scope="module")
-def prm_copy(tmp_path_factory, tiny_dir):
-    """tiny with a PRM adapter pushed towards RIGHT, merged and saved as a plain full model."""
+def make_prm_copy(out, tiny_dir):
+    """tiny with a PRM adapter pushed towards RIGHT, merged and saved as a plain full model in `out`."""
     from transformers import AutoModelForCausalLM
 
     from prime.models import LoraSettings, Roles, make_batch, write_manifest
@@ -39,11 +40,15 @@ def prm_copy(tmp_path_factory, tiny_dir):
     missing, unexpected = full.load_state_dict(roles.merged_state_dict("prm"), strict=False)
     assert not unexpected
     full.tie_weights()
-    out = tmp_path_factory.mktemp("prm") / "tiny-prm"
     full.save_pretrained(out)
     tok.save_pretrained(out)
     write_manifest(out, kind="test PRM: tiny with a merged PRM adapter")
     return out
+
+
+@pytest.fixture(scope="module")
+def prm_copy(tmp_path_factory, tiny_dir):
+    return make_prm_copy(tmp_path_factory.mktemp("prm") / "tiny-prm", tiny_dir)
 
 
 def run_cli(capsys, *argv):
@@ -92,3 +97,45 @@ def test_bad_external_prm_input_is_a_clear_error(capsys, prm_copy, tiny_dir, mic
     assert code == 2 and "tokenize differently" in err
     code, _, err = run_cli(capsys, "rank", "--model", "tiny", "--prompt", PROMPT, "--response", RIGHT)
     assert code == 2 and "at least two responses" in err
+
+
+def test_external_prm_and_ranking_in_the_playground(prm_copy, tiny_dir):
+    """The Playground with an external PRM/reference pair: the heatmap shows exactly the rewards
+    `prime score` computes, and three responses come back ranked."""
+    from test_browser import CHROMIUM, serve
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium missing")
+    from playwright.sync_api import sync_playwright
+
+    from prime.models import ExternalPRM
+    from prime.score import score
+    from workbench.app import DEMO_RUNS
+    from workbench.playground import EXAMPLE
+
+    expected = score(ExternalPRM(prm_copy, tiny_dir), EXAMPLE["prompt"], EXAMPLE["response"], beta=0.05)
+    app, url = serve(DEMO_RUNS)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(url)
+            page.get_by_role("tab", name="Playground").click()
+            page.get_by_text("External implicit PRM").click()
+            page.locator("#prm-dir textarea, #prm-dir input").first.fill(str(prm_copy))
+            page.locator("#ref-dir textarea, #ref-dir input").first.fill(str(tiny_dir))
+            page.get_by_role("button", name="Score").click()
+            page.wait_for_selector("#token-heatmap .tok", timeout=60_000)
+            shown = [float(v) for v in page.eval_on_selector_all("#token-heatmap .tok", "els => els.map(e => e.dataset.reward)")]
+            assert shown == [t["reward"] for t in expected["tokens"]] and any(v != 0 for v in shown)
+            page.get_by_text("Rank K responses").click()
+            page.locator("#rank-responses textarea").fill(f"{RIGHT}\n---\n{WRONG}\n---\n{OFF}")
+            page.locator("#rank-button").click()
+            page.wait_for_function("document.querySelector('#rank-message').innerText.includes('3 responses ranked')",
+                                   timeout=60_000)
+            assert "min step reward" in page.locator("#rank-table").inner_text()
+            (ROOT / "test-artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "test-artifacts" / "playground-external-prm.png"), full_page=True)
+            browser.close()
+    finally:
+        app.close()
