@@ -3,6 +3,7 @@ run shipped in data/demo. Screenshots land in test-artifacts/ (kept by CI as art
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -58,6 +59,19 @@ def page(browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     yield page
     page.close()
+
+
+@contextlib.contextmanager
+def browser_page(url: str, height: int = 1000):
+    """A fresh chromium page at `url` (for tests outside this module's fixtures)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = b.new_page(viewport={"width": 1400, "height": height})
+        page.goto(url)
+        yield page
+        b.close()
 
 
 def shot(page, name: str) -> None:

@@ -15,7 +15,6 @@ from prime import cli
 PROMPT = "Start with 5. Multiply by 3. Subtract 3. What is the result?"
 RIGHT = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 12\nThe answer is \\boxed{12}."
 WRONG = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 11\nThe answer is \\boxed{11}."
-ROOT = Path(__file__).resolve().parents[1]
 OFF = "Multiply by 3: 5 * 3 = 18\nSubtract 3: 18 - 3 = 15\nThe answer is \\boxed{15}."
 
 
@@ -102,11 +101,10 @@ def test_bad_external_prm_input_is_a_clear_error(capsys, prm_copy, tiny_dir, mic
 def test_external_prm_and_ranking_in_the_playground(prm_copy, tiny_dir):
     """The Playground with an external PRM/reference pair: the heatmap shows exactly the rewards
     `prime score` computes, and three responses come back ranked."""
-    from test_browser import CHROMIUM, serve
+    from test_browser import CHROMIUM, browser_page, serve, shot
 
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium missing")
-    from playwright.sync_api import sync_playwright
 
     from prime.models import ExternalPRM
     from prime.score import score
@@ -116,10 +114,7 @@ def test_external_prm_and_ranking_in_the_playground(prm_copy, tiny_dir):
     expected = score(ExternalPRM(prm_copy, tiny_dir), EXAMPLE["prompt"], EXAMPLE["response"], beta=0.05)
     app, url = serve(DEMO_RUNS)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(url)
+        with browser_page(url, height=1400) as page:
             page.get_by_role("tab", name="Playground").click()
             page.get_by_text("External implicit PRM").click()
             page.locator("#prm-dir textarea, #prm-dir input").first.fill(str(prm_copy))
@@ -134,8 +129,6 @@ def test_external_prm_and_ranking_in_the_playground(prm_copy, tiny_dir):
             page.wait_for_function("document.querySelector('#rank-message').innerText.includes('3 responses ranked')",
                                    timeout=60_000)
             assert "min step reward" in page.locator("#rank-table").inner_text()
-            (ROOT / "test-artifacts").mkdir(exist_ok=True)
-            page.screenshot(path=str(ROOT / "test-artifacts" / "playground-external-prm.png"), full_page=True)
-            browser.close()
+            shot(page, "playground-external-prm")
     finally:
         app.close()

@@ -106,21 +106,17 @@ def test_bad_import_sources_are_clear_errors(tmp_path, capsys):
 def test_imports_open_in_the_workbench(verl_dump, trl_output, tmp_path):
     """Both imports in the browser: the Runs table lists them, the Token rewards tab shows a
     scored response's tokens with their values."""
-    from test_browser import CHROMIUM, serve
+    from test_browser import CHROMIUM, browser_page, serve, shot
 
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium missing")
-    from playwright.sync_api import sync_playwright
 
     runs = tmp_path / "runs"
     for fmt, src in (("verl", verl_dump), ("trl", trl_output)):
         assert cli.main(["import", fmt, str(src), "--out", str(runs / f"from-{fmt}"), "--run", str(DEMO_PRIME)]) == 0
     app, url = serve(runs)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
+        with browser_page(url) as page:
             page.get_by_role("tab", name="Runs").click()
             page.wait_for_function("document.querySelector('#runs-table').innerText.includes('from-verl')", timeout=60_000)
             text = page.locator("#runs-table").inner_text()
@@ -129,7 +125,6 @@ def test_imports_open_in_the_workbench(verl_dump, trl_output, tmp_path):
             page.wait_for_selector("#token-view .tok", timeout=60_000)
             shown = [float(v) for v in page.eval_on_selector_all("#token-view .tok", "els => els.map(e => e.dataset.reward)")]
             assert shown and any(v != 0 for v in shown)
-            page.screenshot(path=str(ROOT / "test-artifacts" / "imported-token-view.png"), full_page=True)
-            browser.close()
+            shot(page, "imported-token-view")
     finally:
         app.close()
