@@ -91,7 +91,7 @@ def import_rollouts(rows: list[dict], out: Path, source: Path, fmt: str, scorer=
                     beta: float = 0.05, low: float = 0.2, high: float = 0.8, progress: bool = True) -> Path:
     """Write `rows` as a run directory (config, status, metrics, rollouts per step)."""
     from prime.losses import pairwise_accuracy
-    from prime.score import score, token_texts
+    from prime.score import score
 
     if (out / "status.json").exists():
         raise UserError(f"{out} already holds a run; choose another --out")
@@ -124,7 +124,7 @@ def import_rollouts(rows: list[dict], out: Path, source: Path, fmt: str, scorer=
                 if scorer is not None:
                     s = score(scorer, p, r["response"] or " ", beta=beta, add_eos=False)
                     ids = [t["token_id"] for t in s["tokens"]]
-                    per = {"token_ids": ids, "tokens": token_texts(scorer.tokenizer, ids),
+                    per = {"token_ids": ids, "tokens": [t["text"] for t in s["tokens"]],
                            "prm_logp": [t["prm_logp"] for t in s["tokens"]], "ref_logp": [t["ref_logp"] for t in s["tokens"]],
                            "process_reward": [t["reward"] for t in s["tokens"]]}
                     seq_rewards.append(s["total_reward"])

@@ -38,7 +38,6 @@ from prime.errors import UserError
 
 HERE = Path(__file__).resolve().parent
 INSIDE = "/sandbox"  # where the program and the child script appear (read-only)
-MARK = "/sandbox/"  # in the command line of every sandboxed process we start
 _run_ids = itertools.count()
 
 
@@ -304,6 +303,12 @@ class _Tail:
 
 # ---------------------------------------------------------------------------- calls (assert-style tests)
 
+@functools.lru_cache(maxsize=1)
+def _child_files() -> dict[str, str]:
+    """What runs beside the program in call mode, read once per process."""
+    return {"child.py": (HERE / "sandbox_child.py").read_text(), "plaindata.py": (HERE / "plaindata.py").read_text()}
+
+
 class CallSession:
     """The program loaded in a sandbox, answering calls with plain data until closed.
 
@@ -314,8 +319,7 @@ class CallSession:
     def __init__(self, program: str, limits: Limits = Limits()):
         self.limits = limits
         self.deadline = time.monotonic() + limits.timeout_s
-        self.proc = _start({"main.py": program, "child.py": (HERE / "sandbox_child.py").read_text(),
-                            "plaindata.py": (HERE / "plaindata.py").read_text()},
+        self.proc = _start({"main.py": program, **_child_files()},
                            [f"{INSIDE}/child.py", f"{INSIDE}/main.py"], limits)
         self.stderr = _Tail(self.proc.stderr)
         self.selector = selectors.DefaultSelector()

@@ -79,21 +79,33 @@ class Trackers:
             sink.finish()
 
 
-class _Trackio:
-    def __init__(self, run: Path, project: str, config: dict):
-        import trackio
+class _WandbLike:
+    """trackio and wandb share one API (`import trackio as wandb` works): init, log, Table, finish."""
 
-        self.trackio = trackio
-        self.run = trackio.init(project=project, name=run.name, config=config, resume="allow", embed=False)
+    def __init__(self, module, **init):
+        self.module = module
+        self.run = module.init(**init)
 
     def log(self, values, step):
         self.run.log(values, step=step)
 
     def table(self, df, step):
-        self.run.log({"completions": self.trackio.Table(dataframe=df)}, step=step)
+        self.run.log({"completions": self.module.Table(dataframe=df)}, step=step)
 
     def finish(self):
         self.run.finish()
+
+
+def _trackio(run: Path, project: str, config: dict) -> _WandbLike:
+    import trackio
+
+    return _WandbLike(trackio, project=project, name=run.name, config=config, resume="allow", embed=False)
+
+
+def _wandb(run: Path, project: str, config: dict) -> _WandbLike:
+    import wandb
+
+    return _WandbLike(wandb, project=project, name=run.name, config=config, dir=str(run), resume="allow", id=_wandb_id(run))
 
 
 class _TensorBoard:
@@ -119,24 +131,6 @@ class _TensorBoard:
         self.writer.close()
 
 
-class _Wandb:
-    def __init__(self, run: Path, project: str, config: dict):
-        import wandb
-
-        self.wandb = wandb
-        self.run = wandb.init(project=project, name=run.name, config=config, dir=str(run), resume="allow",
-                              id=_wandb_id(run))
-
-    def log(self, values, step):
-        self.run.log(values, step=step)
-
-    def table(self, df, step):
-        self.run.log({"completions": self.wandb.Table(dataframe=df)}, step=step)
-
-    def finish(self):
-        self.run.finish()
-
-
 def _wandb_id(run: Path) -> str:
     """A stable id per run directory, so --resume continues the same W&B run."""
     import hashlib
@@ -144,4 +138,4 @@ def _wandb_id(run: Path) -> str:
     return hashlib.sha1(str(run.resolve()).encode()).hexdigest()[:16]
 
 
-_OPEN = {"trackio": _Trackio, "tensorboard": _TensorBoard, "wandb": _Wandb}
+_OPEN = {"trackio": _trackio, "tensorboard": _TensorBoard, "wandb": _wandb}

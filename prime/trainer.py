@@ -465,9 +465,9 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
                "acc": sum(g.acc * len(g.outcome) for g in drawn) / n_drawn if n_drawn else None,
                "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
 
-    shown = drawn  # every sampled response is recorded in the step that sampled it
+    # every sampled response (surplus included) is recorded in the step that sampled it
     if not kept:
-        records.write_rollouts(run, step, rollout_rows(step, shown, tok, None, None, None, None, None, {}, cfg))
+        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None, {}, cfg))
         state.step = step
         return {**metrics, "acc/kept": None, "timing_s/step": time.time() - t0}
 
@@ -509,7 +509,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
 
     kept_index = {(g.prompt_id, k): n * K + k for n, g in enumerate(kept) for k in range(K)}
     use_prm = cfg.algo == "prime"
-    rows = rollout_rows(step, shown, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
+    rows = rollout_rows(step, drawn, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
                         unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()

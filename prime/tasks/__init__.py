@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prime.data import read_jsonl
 from prime.errors import UserError
-from prime.tasks.files import is_task_path, load_file_task
+from prime.tasks.files import is_task_path, load_file_task, normalise_rows
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 TASKS = ("arith", "gsm8k", "code")
@@ -31,31 +31,12 @@ def load_task(name: str, split: str, data_dir: Path = DATA_DIR, skipped: list[st
     elif name == "code":  # 16 problems: train 12, test 4 (also the val split)
         path = data_dir / "code" / f"{'train' if split == 'train' else 'test'}.jsonl"
         rows = read_jsonl(path, required=("id", "prompt", "answer"), skipped=skipped)
-        rows = _code_rows(path, rows, skipped)
+        rows = normalise_rows(path, rows, skipped, code_only=True)
     else:
         rows = _gsm8k(split, data_dir, skipped)
     if not rows:
         raise UserError(f"task {name}, split {split}: no usable rows in {data_dir / name}; regenerate or fix the data")
     return rows
-
-
-def _code_rows(path: Path, rows: list[dict], skipped: list[str] | None) -> list[dict]:
-    """Rows with a well-formed `tests` (list of str) or `io` (list of {input, output} str pairs)."""
-    out = []
-    for r in rows:
-        tests, io = r.get("tests"), r.get("io")
-        ok_tests = isinstance(tests, list) and tests and all(isinstance(t, str) for t in tests)
-        ok_io = isinstance(io, list) and io and all(
-            isinstance(c, dict) and isinstance(c.get("input"), str) and isinstance(c.get("output"), str) for c in io)
-        if ok_tests or ok_io:
-            out.append(r)
-            continue
-        why = (f"{path}: row {r.get('id', '?')}: needs `tests` (a list of assert snippets) or `io` (a list of "
-               "{\"input\": str, \"output\": str}); see data/code/README.md")
-        if skipped is None:
-            raise UserError(why)
-        skipped.append(why)
-    return out
 
 
 def _gsm8k(split: str, data_dir: Path, skipped: list[str] | None) -> list[dict]:

@@ -63,19 +63,25 @@ def load_file_task(name: str, split: str, skipped: list[str] | None = None) -> l
         if file is None:
             raise UserError(f"task directory {path} has no {split} file ({', '.join(split + s for s in SUFFIXES)}); "
                             "a directory needs train and test files, as veRL's preprocessing writes them")
-        return _normalise_all(file, read_rows(file, skipped), skipped)
-    rows = _normalise_all(path, read_rows(path, skipped), skipped)
+        return normalise_rows(file, read_rows(file, skipped), skipped)
+    rows = normalise_rows(path, read_rows(path, skipped), skipped)
     n_out = min(HELD_OUT, len(rows) // 10) if len(rows) >= 10 else 0
     if split == "train":
         return rows[: len(rows) - n_out] if n_out else rows
     return rows[len(rows) - n_out:] if n_out else rows  # a file under 10 rows evaluates on its training rows
 
 
-def _normalise_all(path: Path, rows: list[dict], skipped: list[str] | None) -> list[dict]:
+def normalise_rows(path: Path, rows: list[dict], skipped: list[str] | None, code_only: bool = False) -> list[dict]:
+    """normalise() every row; a bad row raises UserError naming file, row and field, or (with
+    `skipped`) is skipped and described there. code_only: rows must carry tests or io."""
     out = []
     for n, raw in enumerate(rows, start=1):
         try:
-            out.append(normalise(raw, n))
+            row = normalise(raw, n)
+            if code_only and not (row.get("tests") or row.get("io")):
+                raise ValueError("needs `tests` (a list of assert snippets) or `io` (a list of {input, output}); "
+                                 "see data/code/README.md")
+            out.append(row)
         except ValueError as e:
             why = f"{path}: row {n}: {e}"
             if skipped is None:
