@@ -48,6 +48,17 @@ def weight_snapshot(model) -> dict[str, tuple]:
     return out
 
 
+def cpu_description() -> str:
+    """The CPU's model name and the flags that choose bitsandbytes' and MKL's kernels (for failure messages)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = sorted({f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16") if f" {f}" in info})
+    return f"{model} [{' '.join(flags)}] x{torch.get_num_threads()} threads"
+
+
 def check_invariants(model_dir: Path, device: str = "cpu") -> dict:
     """Every invariant of the shared 4-bit path, as a dict of named booleans and numbers."""
     from peft.tuners.lora import LoraLayer
@@ -73,6 +84,13 @@ def check_invariants(model_dir: Path, device: str = "cpu") -> dict:
     result["layout_and_bytes_unchanged"] = all(
         torch.equal(before[n][0], after[n][0]) and before[n][1:] == after[n][1:] for n in before)
     result["rewards_exactly_zero_at_init"] = bool(torch.equal(prm0, ref0))
+    result["max_reward_abs_at_init"] = (prm0 - ref0)[mask].abs().max().item()
+    # the same forwards again: a machine whose float kernels are not bit-reproducible run to run
+    # (first call, thread count) shows it here, and the invariants are then judged against that noise
+    ref1, prm1, policy1 = (roles.logprobs(r, batch) for r in ("ref", "prm", "policy"))
+    result["run_to_run_max_diff"] = max((a - b)[mask].abs().max().item()
+                                        for a, b in ((ref0, ref1), (prm0, prm1), (policy0, policy1)))
+    result["cpu"] = cpu_description()
 
     # the first PPO ratio: the grad forward equals the no-grad forward bit for bit
     policy_grad = roles.logprobs("policy", batch, grad=True)
@@ -114,8 +132,15 @@ def assert_invariants(r: dict, sampler_tol: float = 1e-4) -> None:
     """sampler_tol: fp32 sampler against the 4-bit policy; on a GPU the policy computes in bf16."""
     assert r["n_4bit_layers"] > 0
     assert r["layout_and_bytes_unchanged"], "a no-grad forward changed a 4-bit weight's bytes or layout"
-    assert r["rewards_exactly_zero_at_init"], "PRM and reference log-probs differ before any update"
-    assert r["first_ratio_exactly_one"], f"grad and no-grad log-probs differ by up to {r['max_ratio_log_diff']}"
+    # exact on a machine with bit-reproducible kernels; elsewhere no larger than the same forward's own
+    # run-to-run difference (a repacked or otherwise different kernel differs by 1e-3 and more)
+    noise = r["run_to_run_max_diff"]
+    where = f"on {r['cpu']}; the same forward twice differs by {noise}"
+    assert noise < 1e-5, f"this machine's forwards are not reproducible: {where}"
+    assert r["rewards_exactly_zero_at_init"] or r["max_reward_abs_at_init"] <= noise, (
+        f"PRM and reference log-probs differ by {r['max_reward_abs_at_init']} before any update, {where}")
+    assert r["first_ratio_exactly_one"] or r["max_ratio_log_diff"] <= noise, (
+        f"grad and no-grad log-probs differ by up to {r['max_ratio_log_diff']}, {where}")
     assert r["projections_without_gradient"] == [], (
         f"{len(r['projections_without_gradient'])} adapter(s) of {r['adapted_projections']} projections got no gradient: "
         f"{r['projections_without_gradient'][:4]}")
