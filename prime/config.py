@@ -26,6 +26,11 @@ class TrainConfig:
     prm_init: str = ""
     """checkpoint directory whose prm adapter starts the PRM (empty: a fresh adapter, equal to the
     reference, so process rewards start at 0; with --prm frozen that makes PRIME equal to RLOO)"""
+    prm_sharpen: float = 0.0
+    """c ≥ 0: the PRM's logits are multiplied by 1 + c, so the PRM starts as a sharpened reference,
+    π_φ ∝ π_ref^(1+c) per token, whose implicit reward already ranks likely (usually right) responses
+    above unlikely ones; LoRA then trains on top. 0: the paper's PRM, equal to the reference at
+    init (process rewards exactly 0). Saved with the PRM adapter; scoring a checkpoint uses it"""
     prm_update: str = "single"
     """single forward (paper default: rewards from the PRM before its update) or double"""
     steps: int = 100
@@ -149,7 +154,7 @@ class TrainConfig:
         return [(n, *c) for n, c in {
             "steps": at_least(1), "prompts_per_step": at_least(1),
             "samples_per_prompt": (lambda v: v >= 2, "an integer ≥ 2: the leave-one-out baseline needs another sample"),
-            "beta": positive, "filter_low": fraction, "filter_high": fraction, "max_draws_per_step": at_least(1),
+            "beta": positive, "prm_sharpen": non_negative, "filter_low": fraction, "filter_high": fraction, "max_draws_per_step": at_least(1),
             "policy_lr": non_negative, "prm_lr": non_negative, "clip_eps": positive,
             "policy_grad_clip": positive, "prm_grad_clip": positive, "micro_batch": at_least(1),
             "ppo_mini_batches": at_least(1), "prm_mini_batches": at_least(1), "max_new_tokens": at_least(1),

@@ -31,6 +31,7 @@ FIELD_MAP: dict[str, tuple[str | None, str]] = {
     "algo": ("algorithm.adv_estimator", "rloo in both; prime keeps reward_model.enable=True, rloo sets it False"),
     "prm": ("reward_model.model.optim.lr", "frozen: PRM learning rate 0 (the recipe has no frozen switch)"),
     "prm_init": (None, "no key: point reward_model.model.path at a full PRM model (merge the adapter first)"),
+    "prm_sharpen": (None, "no key: veRL's PRM has no logit scale; bake it in (scale the merged PRM's LM head by 1 + c)"),
     "prm_update": ("reward_model.model.update", "single -> after, double -> before"),
     "steps": ("trainer.total_training_steps", "as is"),
     "prompts_per_step": ("data.train_batch_size", "prompts per step (veRL counts prompts, then samples n each)"),
@@ -181,6 +182,9 @@ def not_expressible(cfg: TrainConfig) -> list[str]:
         notes.append(f"gamma = {cfg.gamma}: veRL's rloo uses γ = 1")
     if cfg.quant == "4bit":
         notes.append("quant = '4bit': veRL trains the models in bf16, unquantised (numbers differ slightly)")
+    if cfg.prm_sharpen:
+        notes.append(f"prm_sharpen = {cfg.prm_sharpen}: veRL's PRM has no logit scale; multiply the merged PRM's "
+                     f"LM head weights by {1 + cfg.prm_sharpen:g} before pointing reward_model.model.path at it")
     if cfg.prm_init:
         notes.append(f"prm_init = {cfg.prm_init!r}: merge that PRM adapter into a full model and set reward_model.model.path")
     if cfg.keep_checkpoint_every:

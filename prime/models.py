@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import time
@@ -281,15 +282,20 @@ def require_causal_lm(model_dir: Path) -> None:
                         "use a Llama, Qwen2/3, Mistral, Gemma 2, Phi-3 or other causal LM")
 
 
-def causal_lm_logprobs(lm, batch: "Batch", device: torch.device, chunk_rows: int = 1024) -> torch.Tensor:
+def causal_lm_logprobs(lm, batch: "Batch", device: torch.device, chunk_rows: int = 1024,
+                       logit_scale: float = 1.0) -> torch.Tensor:
     """log π(y_t | x, y_<t) of a transformers CausalLM on the response tokens of `batch`, (B, T).
 
     Position ids follow the attention mask, so left and right padding agree. The LM head runs
-    only on response positions, a chunk of rows at a time (prime.logprobs)."""
+    only on response positions, a chunk of rows at a time (prime.logprobs). logit_scale ≠ 1
+    multiplies the logits (a sharpened PRM: π ∝ π_lm^scale per token)."""
     ids, attn, resp = (t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.response_mask))
     position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
     hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
-    return token_logprobs(hidden, output_head(lm), ids, resp, chunk_rows)
+    head = output_head(lm)
+    if logit_scale != 1.0:
+        plain, head = head, lambda h: plain(h) * logit_scale
+    return token_logprobs(hidden, head, ids, resp, chunk_rows)
 
 
 @dataclass
@@ -327,6 +333,23 @@ class ExternalPRM:
 
 # ---------------------------------------------------------------------------- the roles
 
+PRM_HEAD_FILE = "prm_head.json"
+
+
+def prm_logit_scale_of(ckpt_dir: Path) -> float:
+    """The logit scale a checkpoint's PRM was trained with (1 when the checkpoint predates it)."""
+    path = Path(ckpt_dir) / "prm" / PRM_HEAD_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        scale = float(json.loads(path.read_text())["logit_scale"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: unreadable ({e}); expected {{\"logit_scale\": <number>}}") from None
+    if not (math.isfinite(scale) and scale > 0):
+        raise UserError(f"{path}: logit_scale {scale} must be a finite number > 0")
+    return scale
+
+
 @dataclass
 class Batch:
     """Prompt+response token ids, padded. All (B, T)."""
@@ -361,6 +384,8 @@ class Roles:
     layout: str = "shared"
     lora: LoraSettings = field(default_factory=LoraSettings)
     device: torch.device | None = None
+    prm_logit_scale: float = 1.0
+    """the PRM's logits are multiplied by this (1 + config prm_sharpen); saved with its adapter"""
 
     def __post_init__(self):
         from peft import LoraConfig, get_peft_model
@@ -423,8 +448,9 @@ class Roles:
         Position ids follow the attention mask, so left and right padding agree. The LM head
         runs only on response positions, a chunk of rows at a time (prime.logprobs).
         """
+        scale = self.prm_logit_scale if role == "prm" else 1.0
         with self.role(role) as model, torch.set_grad_enabled(grad):
-            return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows)
+            return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows, scale)
 
     # -- a fast sampler
     def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:
@@ -482,6 +508,7 @@ class Roles:
             shutil.rmtree(out_dir / role, ignore_errors=True)
             src.rename(out_dir / role)
             shutil.rmtree(out_dir / "_tmp", ignore_errors=True)
+        (out_dir / "prm" / PRM_HEAD_FILE).write_text(json.dumps({"logit_scale": self.prm_logit_scale}))
 
     def load_adapters(self, ckpt_dir: Path, roles: tuple[str, ...] = ("policy", "prm")) -> None:
         """Load adapter weights saved by save_adapters into the running adapters."""
@@ -495,6 +522,8 @@ class Roles:
             result = set_peft_model_state_dict(self.models[role], load_file(path), adapter_name=role)
             if getattr(result, "unexpected_keys", None):
                 raise UserError(f"{path}: adapter does not fit model {self.model_dir} (unexpected {result.unexpected_keys[:3]})")
+            if role == "prm":
+                self.prm_logit_scale = prm_logit_scale_of(ckpt_dir)
 
     def memory_bytes(self) -> int:
         """Bytes held by parameters and buffers of all distinct models (the roles' footprint)."""

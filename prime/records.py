@@ -34,6 +34,7 @@ ROLLOUT_SCHEMA = pa.schema([
     ("policy_logp_old", pa.list_(pa.float64())), ("prm_logp", pa.list_(pa.float64())),
     ("ref_logp", pa.list_(pa.float64())), ("process_reward", pa.list_(pa.float64())),
     ("advantage", pa.list_(pa.float64())),
+    ("first_wrong_line", pa.int64()),  # wrong arith responses: index of the first wrong line (prime.tasks.arith)
 ])
 
 

@@ -21,12 +21,14 @@ from prime.config import TrainConfig
 from prime.evaluate import accuracy
 from prime.errors import UserError
 from prime.filtering import KEPT, SURPLUS, filter_decisions
+from prime.localise import localisation_rates, localise
 from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
 from prime.models import LoraSettings, Roles, make_batch, resolve_model
 from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
 from prime.tasks import load_task
+from prime.tasks.arith import first_wrong_line
 from prime.trackers import Trackers, check_installed, parse_report_to
 from prime.verifiers import CODE_FIELDS, verify
 
@@ -49,6 +51,8 @@ class Group:
     detail: list[str]
     truncated: list[bool]
     checks: dict | None = None  # code tasks: the row's tests / io cases, prelude and entry point
+    first_wrong: list[int | None] = field(default_factory=list)
+    """per response: index of its first wrong line when it is wrong and checkable (arith), else None"""
     acc: float = 0.0
     decision: str = ""
 
@@ -104,6 +108,7 @@ def verify_groups(groups: list[Group]) -> None:
         g.outcome = [v.score for v in verdicts]
         g.detail = [v.detail for v in verdicts]
         g.acc = sum(v.reward for v in verdicts) / len(verdicts)
+        g.first_wrong = [first_wrong_line(g.prompt, t) if v.reward == 0 else None for t, v in zip(g.texts, verdicts)]
 
 
 def decide(groups: list[Group], cfg: TrainConfig) -> None:
@@ -165,7 +170,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     update = cfg.algo == "prime" and cfg.prm == "online"
     ref_logp = roles.logprobs("ref", batch)
     if cfg.algo == "rloo":  # outcome only: no PRM forward (its log-probs would go unused)
-        return None, ref_logp, {}
+        return None, ref_logp, {"reward_model/ref_ll_pairwise_acc": pairwise_accuracy((ref_logp * mask).sum(-1), outcome, K).item()}
     prm_parts, loss_total, grad_norms = [], 0.0, []
     for mini in mini_slices(B, cfg.prm_mini_batches if update else 1):
         n_mini = mini.stop - mini.start
@@ -188,6 +193,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     prm_logp = torch.cat(prm_parts)
     seq_reward = cfg.beta * ((prm_logp - ref_logp) * mask).sum(-1)
     stats = {"reward_model/dpo_acc_before": pairwise_accuracy(seq_reward, outcome, K).item(),
+             "reward_model/ref_ll_pairwise_acc": pairwise_accuracy((ref_logp * mask).sum(-1), outcome, K).item(),
              "reward_model/pairwise_acc_pooled": pairwise_accuracy_pooled(seq_reward, outcome, K).item()}
     if update:
         stats |= {"reward_model/loss": loss_total, "reward_model/grad_norm": sum(grad_norms) / len(grad_norms)}
@@ -251,8 +257,35 @@ def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward
                 "prompt_acc": g.acc, "filter_decision": g.decision, "token_ids": ids, "tokens": token_texts(tok, ids),
                 "policy_logp_old": per_token(old_logp), "prm_logp": per_token(prm_logp), "ref_logp": per_token(ref_logp),
                 "process_reward": per_token(process_reward), "advantage": per_token(advantages),
+                "first_wrong_line": g.first_wrong[k] if g.first_wrong else None,
             })
     return rows
+
+
+def process_check(kept: list[Group], token_texts_: list[list[str]], raw_reward: list | None, ref_logp: list) -> dict:
+    """Where the blame falls (prime.localise) on the kept wrong responses whose first wrong line is
+    known (arith): the PRM's raw token rewards r_φ, and, as a baseline with no training, the
+    reference's own token log-probs (its least likely token). Rates beside their chance rates."""
+    K = len(kept[0].responses) if kept else 0
+    prm, ref = [], []
+    for n, g in enumerate(kept):
+        for k, line in enumerate(g.first_wrong):
+            if line is None:
+                continue
+            b = n * K + k
+            if raw_reward is not None:
+                prm.append(localise(raw_reward[b].tolist(), token_texts_[b], line))
+            ref.append(localise(ref_logp[b].tolist(), token_texts_[b], line))
+    out = {}
+    if not ref:
+        return out
+    r = localisation_rates(ref)
+    out |= {"localise/n": r["n"], "localise/line_chance": r["line_chance"], "localise/token_chance": r["token_chance"],
+            "localise/ref_token_hit": r["token_hit"], "localise/ref_line_hit": r["line_hit"]}
+    if raw_reward is not None:
+        p = localisation_rates(prm)
+        out |= {"localise/prm_line_hit": p["line_hit"], "localise/prm_token_hit": p["token_hit"]}
+    return out
 
 
 def stats3(name: str, values: torch.Tensor) -> dict:
@@ -332,10 +365,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)  # adapter init
     roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
-                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device)
+                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device,
+                  prm_logit_scale=1.0 + cfg.prm_sharpen)
     tok = roles.tokenizer
     if cfg.prm_init:  # an offline PRM (resume overwrites it with the checkpoint's, the same when frozen)
         roles.load_adapters(Path(cfg.prm_init), roles=("prm",))
+        if cfg.prm_sharpen and roles.prm_logit_scale != 1.0 + cfg.prm_sharpen:
+            raise UserError(f"--prm-sharpen {cfg.prm_sharpen} disagrees with the PRM of --prm-init {cfg.prm_init} "
+                            f"(logit scale {roles.prm_logit_scale}); drop --prm-sharpen: the checkpoint's scale is used")
     elif cfg.algo == "prime" and cfg.prm == "frozen":
         print("note: --prm frozen without --prm-init keeps the PRM equal to the reference: process rewards are 0")
     prm_opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
@@ -479,6 +516,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     t = time.time()
     prm_logp, ref_logp, prm_stats = prm_stage(roles, batch, mask, outcome, cfg, prm_opt)
     timing["prm"] = time.time() - t
+    raw = None
     if prm_logp is None:
         process_reward = torch.zeros_like(mask)
     else:
@@ -509,12 +547,14 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
 
     kept_index = {(g.prompt_id, k): n * K + k for n, g in enumerate(kept) for k in range(K)}
     use_prm = cfg.algo == "prime"
+    kept_texts = [token_texts(tok, r) for g in kept for r in g.responses]
+    localised = process_check(kept, kept_texts, unpad(raw) if use_prm else None, unpad(ref_logp))
     rows = rollout_rows(step, drawn, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
                         unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
     lengths = mask.sum(-1)
-    metrics |= {"acc/kept": outcome.mean().item(), **prm_stats, **actor,
+    metrics |= {"acc/kept": outcome.mean().item(), **prm_stats, **localised, **actor,
                 **stats3("critic/advantages", advantages[tokens]), **stats3("critic/returns", returns[tokens]),
                 **stats3("response_length", lengths),
                 "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}

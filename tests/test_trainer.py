@@ -103,7 +103,8 @@ def test_records_recompute(smoke_run):
 
 def _comparable(run, step):
     df = pd.read_parquet(run / "rollouts" / f"step_{step:06d}.parquet")
-    df["outcome_reward"] = df["outcome_reward"].fillna(-1.0)  # unscorable: NaN never equals NaN
+    for col in ("outcome_reward", "first_wrong_line"):  # null (unscorable, not wrong): NaN never equals NaN
+        df[col] = df[col].fillna(-1)
     return {c: [list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in df[c]] for c in df.columns}
 
 

@@ -58,3 +58,39 @@ def generate_splits() -> dict[str, list[dict]]:
     held_out = {r["prompt"] for name in ("val", "test") for r in out[name]}
     out["train"] = [r for r in out["train"] if r["prompt"] not in held_out]
     return out
+
+
+# ---------------------------------------------------------------------------- the process check
+
+INSTRUCTION = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
+
+
+def worked_lines(prompt: str) -> list[str] | None:
+    """The correct worked solution of an arith prompt, one line per step plus the answer line;
+    None if the prompt is not in the task's form."""
+    import re
+
+    m = re.fullmatch(r"Start with (\d+)\. (.*)What is the result\?", prompt.strip())
+    if not m:
+        return None
+    value, lines = int(m.group(1)), []
+    for instruction, arg in re.findall(r"(Add|Subtract|Multiply by) (\d+)\.", m.group(2)):
+        op, arg = INSTRUCTION[instruction], int(arg)
+        new = {"+": value + arg, "-": value - arg, "*": value * arg}[op]
+        lines.append(f"{instruction} {arg}: {value} {op} {arg} = {new}")
+        value = new
+    return lines + [f"The answer is \\boxed{{{value}}}."]
+
+
+def first_wrong_line(prompt: str, response: str) -> int | None:
+    """Index (0-based, in response.split("\\n")) of the response's first line that is not the
+    correct step at that position: a wrong operand, operation or result, a skipped or repeated
+    step, a wrong answer line, or any line after the answer. None when every line is right
+    (a correct response, or a right but unfinished one) or the prompt is not arith's."""
+    expected = worked_lines(prompt)
+    if expected is None:
+        return None
+    for i, line in enumerate(response.split("\n")):
+        if i >= len(expected) or line.strip() != expected[i]:
+            return i
+    return None
