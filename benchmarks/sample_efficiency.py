@@ -1,4 +1,4 @@
-"""Sample efficiency on arith/tiny: PRIME, outcome-only RLOO and PRIME with a frozen PRM, ≥ 3 seeds.
+"""Sample efficiency on arith/tiny: PRIME, outcome-only RLOO and PRIME with a frozen PRM, ≥ 5 seeds.
 
     python benchmarks/sample_efficiency.py [--seeds 0 1 2] [--steps 100] [--jobs 2]
     python benchmarks/sample_efficiency.py --analyze-only      # re-read finished runs
@@ -7,9 +7,8 @@ Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted
 then compares them. The arms share every setting but the algorithm:
 - rloo:   --algo rloo (outcome rewards only; the paper's baseline)
 - prime:  --algo prime, PRM updated online every step
-- frozen: --algo prime --prm frozen, PRM initialised from the final PRM of PRIME seed
-          `seeds[0]` and never updated (the paper's offline-PRM ablation; a fresh frozen
-          adapter equals the reference, which would make this arm RLOO exactly)
+- frozen: --algo prime --prm frozen: the PRM stays the sharpened reference it starts as
+          (--prm-sharpen), never trained on outcomes: what online training adds over it
 Measures: training accuracy = `acc/drawn` (every sampled response, before filtering),
 smoothed by a trailing mean over --window steps; RLOO's final training accuracy = the
 mean over seeds of its last --window steps; for each arm and seed the first step whose
@@ -32,20 +31,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-COMMON = ["--task", "arith", "--model", "tiny", "--prompts-per-step", "16", "--samples-per-prompt", "4",
-          "--policy-lr", "1e-3", "--prm-lr", "1e-4", "--reward-norm", "none",
-          "--eval-n", "500", "--checkpoint-every", "10"]
+# the PoC setting (README, "A PoC that shows PRIME"): the paper's algorithm with a sharpened-reference PRM
+POC = ["--prompts-per-step", "16", "--samples-per-prompt", "4", "--policy-lr", "5e-4", "--prm-lr", "1e-4",
+       "--reward-norm", "none", "--prm-sharpen", "1.0"]
+COMMON = ["--task", "arith", "--model", "tiny", *POC, "--eval-n", "300", "--checkpoint-every", "25"]
 ARMS = ("rloo", "prime", "frozen")
 COLORS = {"rloo": "#1f77b4", "prime": "#d62728", "frozen": "#7f7f7f"}
 
 
-def arm_args(arm: str, runs: Path, seeds: list[int], steps: int) -> list[str]:
-    if arm == "rloo":
-        return ["--algo", "rloo"]
-    if arm == "prime":
-        return ["--algo", "prime"]
-    prm = runs / f"prime-s{seeds[0]}" / "checkpoints" / f"step_{steps:06d}"
-    return ["--algo", "prime", "--prm", "frozen", "--prm-init", str(prm)]
+def arm_args(arm: str) -> list[str]:
+    return {"rloo": ["--algo", "rloo"], "prime": ["--algo", "prime"], "frozen": ["--algo", "prime", "--prm", "frozen"]}[arm]
 
 
 def status(run: Path) -> str | None:
@@ -55,7 +50,7 @@ def status(run: Path) -> str | None:
         return None
 
 
-def launch(arm: str, seed: int, runs: Path, seeds: list[int], steps: int, threads: int) -> subprocess.Popen | None:
+def launch(arm: str, seed: int, runs: Path, steps: int, threads: int) -> subprocess.Popen | None:
     run = runs / f"{arm}-s{seed}"
     if status(run) == "finished":
         return None
@@ -63,7 +58,7 @@ def launch(arm: str, seed: int, runs: Path, seeds: list[int], steps: int, thread
         cmd = ["train", "--resume", str(run)]
     else:
         cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(steps),
-               "--eval-every", str(steps), *COMMON, *arm_args(arm, runs, seeds, steps)]  # eval at step 0 and the end
+               "--eval-every", str(max(1, steps // 4)), *COMMON, *arm_args(arm)]
     run.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log = open(runs / f"{arm}-s{seed}.log", "a")
@@ -72,8 +67,8 @@ def launch(arm: str, seed: int, runs: Path, seeds: list[int], steps: int, thread
 
 
 def train_all(runs: Path, seeds: list[int], steps: int, jobs: int) -> None:
-    """PRIME and RLOO first (seed by seed), then the frozen arm, which needs PRIME's final PRM."""
-    queue = [(arm, s) for s in seeds for arm in ("prime", "rloo")] + [("frozen", s) for s in seeds]
+    """Seed by seed, every arm."""
+    queue = [(arm, s) for s in seeds for arm in ARMS]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     active: dict[tuple[str, int], subprocess.Popen] = {}
     while queue or active:
@@ -83,14 +78,10 @@ def train_all(runs: Path, seeds: list[int], steps: int, jobs: int) -> None:
                 if proc.returncode:
                     sys.exit(f"{key[0]} seed {key[1]} failed (exit {proc.returncode}); see {runs}/{key[0]}-s{key[1]}.log")
                 print(f"done  {key[0]} seed {key[1]}", flush=True)
-        ready = [k for k in queue if k[0] != "frozen" or status(runs / f"prime-s{seeds[0]}") == "finished"]
-        while ready and len(active) < jobs:
-            key = ready.pop(0)
-            queue.remove(key)
-            if (proc := launch(*key, runs, seeds, steps, threads)) is not None:
+        while queue and len(active) < jobs:
+            key = queue.pop(0)
+            if (proc := launch(*key, runs, steps, threads)) is not None:
                 active[key] = proc
-        if not ready and not active and queue:
-            sys.exit(f"PRIME seed {seeds[0]} is not finished, so the frozen arm has no PRM; see {runs}")
         time.sleep(2)
 
 

@@ -13,7 +13,7 @@ from workbench import data
 PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#c53030", "#319795", "#d69e2e", "#4a5568"]  # one colour per run
 DASHES = ["solid", "dash", "dot", "dashdot"]  # one dash per metric of a chart
 DEFAULT_CHARTS = ["acc", "eval/acc", "kept fraction", "filter decisions", "PRM loss", "PRM pairwise accuracy",
-                  "advantages", "response length", "step time (s)"]
+                  "blame on the first wrong line", "advantages", "response length"]
 
 
 def figure(root: Path, names: list[str], smoothing: float, x: str, charts: list[str] = DEFAULT_CHARTS,

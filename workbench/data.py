@@ -23,8 +23,10 @@ import pyarrow.parquet as pq
 
 from prime import records
 from prime.errors import UserError
+from prime.localise import token_lines
 from prime.rewards import q_values
 from prime.score import line_steps
+from prime.tasks.arith import first_wrong_line
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?$")
 SUMMARY_COLUMNS = ["step", "prompt_id", "sample_idx", "prompt", "response", "reference_answer", "outcome_reward",
@@ -36,7 +38,10 @@ CURVES = {  # label -> metric names drawn together
     "kept fraction": ["filter/kept_fraction"],
     "filter decisions": ["filter/kept", "filter/surplus", "filter/too_easy", "filter/too_hard", "filter/truncated"],
     "PRM loss": ["reward_model/loss"],
-    "PRM pairwise accuracy": ["reward_model/dpo_acc_before", "reward_model/pairwise_acc_pooled"],
+    "PRM pairwise accuracy": ["reward_model/dpo_acc_before", "reward_model/pairwise_acc_pooled",
+                              "reward_model/ref_ll_pairwise_acc"],  # the last: the untrained reference as a ranker
+    "blame on the first wrong line": ["localise/prm_line_hit", "localise/line_chance", "localise/prm_token_hit",
+                                      "localise/token_chance", "localise/ref_token_hit"],
     "advantages": ["critic/advantages/mean", "critic/advantages/max", "critic/advantages/min"],
     "response length": ["response_length/mean", "response_length/max", "response_length/min"],
     "step time (s)": ["timing_s/step"],
@@ -273,12 +278,27 @@ def rollout_tokens(run: Path, step: int, prompt_id: int, sample_idx: int) -> dic
                 tok[key] = float(r[col][t])
         tokens.append(tok)
     has_rewards = len(r.process_reward) == n
+    wrong_line = first_wrong_of(r)
+    if wrong_line is not None:
+        for tok, line in zip(tokens, token_lines(texts)):
+            tok["first_wrong"] = line == wrong_line
     return {"prompt": r.prompt, "response": r.response, "reference_answer": r.reference_answer,
             "outcome_reward": None if pd.isna(r.outcome_reward) else float(r.outcome_reward),
             "verifier_detail": r.verifier_detail, "filter_decision": r.filter_decision, "prompt_acc": float(r.prompt_acc),
             "tokens": tokens, "has_rewards": has_rewards, "steps": line_steps(texts, rewards, q) if n else [],
             "advantage": float(np.mean(r.advantage)) if len(r.advantage) else None,
-            "total_reward": float(sum(rewards))}
+            "total_reward": float(sum(rewards)), "first_wrong_line": wrong_line}
+
+
+def first_wrong_of(r) -> int | None:
+    """A rollout row's first wrong line: the recorded one, or (records made before the column
+    existed, imports) the arith process check run now; None for right or unchecked responses."""
+    recorded = getattr(r, "first_wrong_line", None)
+    if recorded is not None and not pd.isna(recorded):
+        return int(recorded)
+    if "first_wrong_line" in r.index or pd.isna(r.outcome_reward) or float(r.outcome_reward) != 0:
+        return None
+    return first_wrong_line(str(r.prompt), str(r.response))
 
 
 def _tensor(values):

@@ -40,17 +40,24 @@ def token_heatmap(tokens: list[dict], scale: float | None = None) -> str:
         for key, label in (("q", "q_t"), ("prm_logp", "log π_prm"), ("ref_logp", "log π_ref")):
             if key in t:
                 tip += f"\n{label} {t[key]:+.6f}"
-        spans.append(f"<span class='tok' data-index='{i}' data-reward='{t['reward']!r}' "
+        mark = " first-wrong" if t.get("first_wrong") else ""
+        if mark:
+            tip += "\non the first wrong line (the process check)"
+        spans.append(f"<span class='tok{mark}' data-index='{i}' data-reward='{t['reward']!r}' "
                      f"style='background:{_colour(t['reward'], scale)}' title='{html.escape(tip, quote=True)}'>{_shown(t['text'])}</span>")
     legend = (f"<div class='legend'><span style='background:{_colour(-scale, scale)}'>&nbsp;−{scale:.3g} blamed&nbsp;</span>"
               f"<span style='background:#fff'>&nbsp;0&nbsp;</span>"
-              f"<span style='background:{_colour(scale, scale)}'>&nbsp;+{scale:.3g} credited&nbsp;</span></div>")
+              f"<span style='background:{_colour(scale, scale)}'>&nbsp;+{scale:.3g} credited&nbsp;</span>"
+              + ("<span class='first-wrong-key'>&nbsp;first wrong line&nbsp;</span>" if any(t.get("first_wrong") for t in tokens) else "")
+              + "</div>")
     return f"<div class='tokens'>{STYLE}{legend}<div class='tokline'>{''.join(spans)}</div></div>"
 
 
 STYLE = """<style>
 .tokens .tokline{font-family:ui-monospace,monospace;font-size:15px;line-height:1.9;}
 .tokens .tok{border-radius:3px;padding:1px 0;margin:0 1px;border:1px solid #e5e5e5;color:#111;}
-.tokens .tok .nl{color:#888;} .tokens .tok .empty{color:#bbb;}
+.tokens .tok .nl{color:#888;}
+.tokens .tok.first-wrong{border-bottom:3px solid #7b1fa2;}
+.tokens .first-wrong-key{border-bottom:3px solid #7b1fa2 !important;} .tokens .tok .empty{color:#bbb;}
 .tokens .legend{font-size:12px;margin-bottom:6px;} .tokens .legend span{border:1px solid #ddd;margin-right:4px;color:#111;}
 </style>"""

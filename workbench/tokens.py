@@ -32,7 +32,10 @@ def summary_md(view: dict, step, sample) -> str:
     note = "" if view["has_rewards"] else " · **filtered out**: no process rewards were computed for it"
     return (f"**step {step}, sample {sample}** · decision **{view['filter_decision']}** (prompt acc {view['prompt_acc']:.2f}) · "
             f"outcome **{outcome}** ({html.escape(str(view['verifier_detail']))}) · advantage {adv} · "
-            f"Σ r_φ = {view['total_reward']:+.5f} over {len(view['tokens'])} tokens{note}\n\n"
+            f"Σ r_φ = {view['total_reward']:+.5f} over {len(view['tokens'])} tokens{note}"
+            + ("" if view.get("first_wrong_line") is None else
+               f" · process check: **line {view['first_wrong_line'] + 1} is the first wrong line** (underlined)")
+            + "\n\n"
             f"**prompt:** {html.escape(view['prompt'])}  \n**reference answer:** {html.escape(str(view['reference_answer']))}")
 
 
@@ -53,7 +56,9 @@ def show(root: Path, run: str, step, prompt_id, sample):
         view = data.rollout_tokens(data.run_dir(root, run), int(step), int(prompt_id), int(sample))
     except (UserError, TypeError, ValueError) as e:
         return f"⚠ {html.escape(str(e))}", "", go.Figure(), pd.DataFrame()
-    steps = pd.DataFrame([{"line": i + 1, "text": s["text"].strip(), "reward (sum)": s["reward"], "value q": s["value"]}
+    wrong = view.get("first_wrong_line")
+    steps = pd.DataFrame([{"line": i + 1, "text": s["text"].strip(), "reward (sum)": s["reward"], "value q": s["value"],
+                           "check": "✗ first wrong line" if i == wrong else ("✓" if wrong is not None and i < wrong else "")}
                           for i, s in enumerate(view["steps"])])
     return summary_md(view, step, sample), token_heatmap(view["tokens"]), q_figure(view), steps
 
