@@ -102,6 +102,20 @@ def spread(xs: list[float]) -> dict:
             "min": min(xs), "max": max(xs), "values": xs}
 
 
+def bootstrap_mean_ci(xs: list[float], n: int = 10_000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean of xs and a percentile bootstrap confidence interval (resampling seeds with replacement)."""
+    import random
+
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(xs, k=len(xs))) for _ in range(n))
+    lo, hi = means[int((1 - level) / 2 * n)], means[int((1 + level) / 2 * n) - 1]
+    return {"mean": statistics.fmean(xs), "ci95": [lo, hi], "values": xs}
+
+
+def series(rows: list[dict], key: str) -> list[float]:
+    return [r[key] for r in rows if r.get(key) is not None]
+
+
 def read_run(run: Path) -> dict:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     # training acc over every sampled response: `acc` since the veRL naming, `acc/drawn` before it
@@ -110,7 +124,32 @@ def read_run(run: Path) -> dict:
     evals = [r for r in rows if "eval/acc" in r]
     return {"acc_drawn": [r[drawn] for r in train], "eval_first": evals[0], "eval_last": evals[-1],
             "wall_s": train[-1]["time/wall_s"], "steps": len(train),
-            "prm_pairwise_acc": [r.get("reward_model/dpo_acc_before") for r in train]}
+            "prm_pairwise_acc": [r.get("reward_model/dpo_acc_before") for r in train],
+            "per_step": {k: [r.get(k) for r in train] for k in CURVE_KEYS}}
+
+
+CURVE_KEYS = ("reward_model/dpo_acc_before", "reward_model/ref_ll_pairwise_acc", "localise/prm_line_hit",
+              "localise/line_chance", "localise/prm_token_hit", "localise/token_chance", "localise/ref_token_hit")
+
+
+def mean_of(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def poc_checks(run: dict, steps: int) -> dict:
+    """The three numbers of the PoC claim for one run: (a) eval pass@1 gain, (b) the PRM's pairwise
+    accuracy on fresh rollouts over the second half, (c) most-negative-line localisation / chance."""
+    half = {k: v[steps // 2:] for k, v in run["per_step"].items()}
+    hit, chance = mean_of(run["per_step"]["localise/prm_line_hit"]), mean_of(run["per_step"]["localise/line_chance"])
+    return {"a_pass1_gain": run["eval_last"]["eval/acc_sampled"] - run["eval_first"]["eval/acc_sampled"],
+            "b_prm_pairwise_second_half": mean_of(half["reward_model/dpo_acc_before"]),
+            "ref_ll_pairwise_second_half": mean_of(half["reward_model/ref_ll_pairwise_acc"]),
+            "c_line_hit": hit, "c_line_chance": chance,
+            "c_ratio": hit / chance if hit is not None and chance else None,
+            "token_hit": mean_of(run["per_step"]["localise/prm_token_hit"]),
+            "token_chance": mean_of(run["per_step"]["localise/token_chance"]),
+            "ref_token_hit": mean_of(run["per_step"]["localise/ref_token_hit"])}
 
 
 def prm_acc(run: dict) -> list[float]:
@@ -143,9 +182,16 @@ def analyse(runs: Path, seeds: list[int], steps: int, window: int) -> dict:
             if arm != "rloo" else None,
             "prm_pairwise_acc_second_half": spread([statistics.fmean(prm_acc(data[arm][s])[steps // 2:]) for s in seeds])
             if arm != "rloo" else None,
+            "steps_to_target_ci": bootstrap_mean_ci([first_reaching(curves[s], target, window) or steps + 1 for s in seeds]),
+            "poc_checks": {str(s): poc_checks(data[arm][s], steps) for s in seeds},
+            "per_step_seed_mean": {k: [mean_of([data[arm][s]["per_step"][k][i] for s in seeds]) for i in range(steps)]
+                                   for k in CURVE_KEYS},
             "mean_curve": mean_curve,
             "seed_curves": {str(s): c for s, c in curves.items()},
         }
+    prime, rloo = out["arms"]["prime"]["steps_to_target_ci"]["values"], out["arms"]["rloo"]["steps_to_target_ci"]["values"]
+    out["prime_over_rloo_steps"] = bootstrap_mean_ci([p / r for p, r in zip(prime, rloo)])  # paired by seed
+    out["not_reached_counts_as"] = steps + 1
     return out
 
 
@@ -153,18 +199,34 @@ def plot(result: dict, png: Path) -> None:
     """Training accuracy (trailing mean, seed mean and each seed) with RLOO's final level."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        f"training accuracy (trailing mean of {result['window']})", "pairwise accuracy on fresh rollouts",
+        "most negative line = first wrong line"))
     x = list(range(1, result["steps"] + 1))
     for arm, r in result["arms"].items():
         for s, c in r["seed_curves"].items():
             fig.add_scatter(x=x, y=c, mode="lines", line={"color": COLORS[arm], "width": 1}, opacity=0.3,
-                            showlegend=False, name=f"{arm} seed {s}")
+                            showlegend=False, name=f"{arm} seed {s}", row=1, col=1)
         fig.add_scatter(x=x, y=r["mean_curve"], mode="lines", line={"color": COLORS[arm], "width": 3},
-                        name=f"{arm} (mean of {len(r['seed_curves'])} seeds)")
-    fig.add_hline(y=result["target_train_acc"], line_dash="dash",
-                  annotation_text=f"RLOO final training acc {result['target_train_acc']:.3f}")
-    fig.update_layout(title=f"arith / tiny: training accuracy (trailing mean of {result['window']} steps)",
-                      xaxis_title="step", yaxis_title="acc/drawn", width=900, height=500, template="plotly_white")
+                        name=f"{arm} (mean of {len(r['seed_curves'])} seeds)", row=1, col=1)
+        smooth = lambda ys: trailing_mean([y if y is not None else float("nan") for y in ys], result["window"])  # noqa: E731
+        if arm != "rloo":
+            fig.add_scatter(x=x, y=smooth(r["per_step_seed_mean"]["reward_model/dpo_acc_before"]), mode="lines",
+                            line={"color": COLORS[arm], "width": 2}, name=f"{arm}: PRM", row=1, col=2)
+            fig.add_scatter(x=x, y=smooth(r["per_step_seed_mean"]["localise/prm_line_hit"]), mode="lines",
+                            line={"color": COLORS[arm], "width": 2}, name=f"{arm}: PRM line hit", row=1, col=3)
+    rloo = result["arms"]["rloo"]["per_step_seed_mean"]
+    fig.add_scatter(x=x, y=smooth(rloo["reward_model/ref_ll_pairwise_acc"]), mode="lines",
+                    line={"color": "#555", "dash": "dot"}, name="reference log-likelihood (RLOO's rollouts)", row=1, col=2)
+    fig.add_scatter(x=x, y=smooth(rloo["localise/line_chance"]), mode="lines", line={"color": "#555", "dash": "dash"},
+                    name="chance (1 / lines)", row=1, col=3)
+    fig.add_hline(y=result["target_train_acc"], line_dash="dash", row=1, col=1,
+                  annotation_text=f"RLOO final {result['target_train_acc']:.3f}")
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#999", row=1, col=2)
+    fig.update_layout(title="arith / tiny, PoC setting: PRIME vs RLOO vs frozen sharpened PRM",
+                      width=1500, height=480, template="plotly_white")
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -175,7 +237,7 @@ def plot(result: dict, png: Path) -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM)
-            page = browser.new_page(viewport={"width": 920, "height": 520})
+            page = browser.new_page(viewport={"width": 1520, "height": 500})
             page.goto(html.as_uri())
             page.wait_for_selector(".main-svg")
             page.screenshot(path=str(png))
@@ -202,7 +264,11 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sample_efficiency.json").write_text(json.dumps(result, indent=1))
     plot(result, RESULTS / "sample_efficiency.png")
+    print(f"PRIME / RLOO steps (paired by seed): {result['prime_over_rloo_steps']['mean']:.2f} "
+          f"CI {result['prime_over_rloo_steps']['ci95']}")
     for arm, r in result["arms"].items():
+        for s, c in r["poc_checks"].items():
+            print(f"  {arm} seed {s}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if v is not None))
         print(f"{arm:7s} steps to {result['target_train_acc']:.3f}: {r['steps_to_target']} "
               f"(mean curve {r['steps_to_target_seed_mean_curve']}); final eval pass@1 "
               f"{r['eval_sampled_final']['mean']:.3f} ± {r['eval_sampled_final']['std']:.3f}, greedy "

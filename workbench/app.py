@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from workbench import curves, data, filtering, playground, runs, tokens
+from workbench import curves, data, filtering, links, playground, runs, tokens
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEMO_RUNS = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -19,20 +19,55 @@ def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
     root = Path(root)
     with gr.Blocks(title="PRIME Workbench") as app:
         gr.Markdown(f"# PRIME Workbench\nImplicit process rewards, token by token · runs from `{root}`")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             runs_overview, runs_chart = runs.build(root, refresh_s)
             draw, curve_inputs, plots = curves.build(root, refresh_s)
             f_run, f_step, f_outs = filtering.build(root)
-            t_inputs, t_outs, kview = tokens.build(root)
-            playground.build(root)
-        # first paint: fill the charts and views for the default selections (the Runs chart
-        # also loads plotly.js, so the Training curves tab paints at once when opened)
+            t_inputs, t_outs, kview, (t_show, t_blamed) = tokens.build(root)
+            p_run, p_step = playground.build(root)
+        t_run, t_step, t_prompt, t_sample = t_inputs
+        # links: what is on screen goes into the URL query; a link's query is restored on load
+        links.write_tab_on_select([b for b in app.blocks.values() if isinstance(b, gr.Tab)])
+        links.write_on_change({"run": t_run, "step": t_step, "prompt": t_prompt, "sample": t_sample})
+        links.write_on_change({"run": f_run, "step": f_step})
+        links.write_on_change({"run": p_run, "checkpoint": p_step})
+        # first paint: the linked view, then the charts and views for the selections (the Runs
+        # chart also loads plotly.js, so the Training curves tab paints at once when opened)
+        def on_load(request: gr.Request):
+            return restore_view(root, request)
+
+        restored = app.load(on_load, None,
+                            [tabs, t_run, t_step, t_prompt, t_sample, f_run, f_step, p_run, p_step])
         app.load(runs_overview, None, runs_chart)
         app.load(draw, curve_inputs, plots, show_progress="hidden")
-        app.load(lambda n, s: filtering.show_step(root, n, s), [f_run, f_step], list(f_outs))
-        app.load(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs)
-        app.load(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview)
+        restored.then(None, None, None, js=links.READY_JS)
+        restored.then(lambda n, s: filtering.show_step(root, n, s), [f_run, f_step], list(f_outs))
+        restored.then(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs)
+        restored.then(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview)
+        restored.then(lambda n, s, show: tokens.blamed_table(root, n, s, show), [t_run, t_step, t_show], t_blamed)
     return app
+
+
+def restore_view(root: Path, request: gr.Request | None) -> list:
+    """Updates for (tabs, token run/step/prompt/sample, filtering run/step, playground run/checkpoint)
+    from the page's URL query (workbench.links); no change for what the query does not name."""
+    from workbench.filtering import step_choices
+    from workbench.playground import checkpoint_choices
+
+    q = links.restore(root, request)
+    tab = gr.Tabs(selected=q["tab"]) if "tab" in q else gr.update()
+    if "run" not in q:
+        return [tab] + [gr.update()] * 8
+    run, steps = q["run"], step_choices(root, q["run"])
+    step = q.get("step", steps[-1] if steps else None)
+    prompts = tokens.prompt_choices(root, run, step) if step is not None else []
+    prompt = q.get("prompt", prompts[0][1] if prompts else None)
+    samples = tokens.sample_choices(root, run, step, prompt) if prompt is not None else []
+    sample = q.get("sample", samples[0] if samples else None)
+    ckpts = checkpoint_choices(root, run)
+    return [tab, gr.Dropdown(value=run), gr.Dropdown(choices=steps, value=step), gr.Dropdown(choices=prompts, value=prompt),
+            gr.Dropdown(choices=samples, value=sample), gr.Dropdown(value=run), gr.Dropdown(choices=steps, value=step),
+            gr.Dropdown(value=run), gr.Dropdown(choices=ckpts, value=q.get("checkpoint", ckpts[-1]))]
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:

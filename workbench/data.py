@@ -79,6 +79,20 @@ def _inside(run: Path, relative: str) -> Path:
     return path
 
 
+def preferred_run(root: Path) -> str | None:
+    """The run a view opens on: the first PRIME run (config algo prime) that has checkpoints, else
+    the first run with checkpoints, else the first run. The demo: its PRIME run."""
+    names = list_run_names(root)
+    with_ckpt = [n for n in names if checkpoint_steps(Path(root) / n)]
+    for n in with_ckpt:
+        try:
+            if read_json(Path(root) / n, "config.json").get("algo", "prime") == "prime":
+                return n
+        except UserError:
+            continue
+    return (with_ckpt or names or [None])[0]
+
+
 def list_run_names(root: Path) -> list[str]:
     """Directories under DIR that look like runs (a config.json or status.json), one level deep,
     or two (DIR/group/run); symlinks are skipped."""
@@ -288,6 +302,34 @@ def rollout_tokens(run: Path, step: int, prompt_id: int, sample_idx: int) -> dic
             "tokens": tokens, "has_rewards": has_rewards, "steps": line_steps(texts, rewards, q) if n else [],
             "advantage": float(np.mean(r.advantage)) if len(r.advantage) else None,
             "total_reward": float(sum(rewards)), "first_wrong_line": wrong_line}
+
+
+SHOW = ("all", "wrong only", "right only")
+
+
+def outcome_matches(outcome, show: str) -> bool:
+    """`show` filter of the Token rewards view: wrong = outcome 0 or unscorable, right = outcome > 0."""
+    if show == "wrong only":
+        return outcome is None or pd.isna(outcome) or float(outcome) <= 0
+    if show == "right only":
+        return outcome is not None and not pd.isna(outcome) and float(outcome) > 0
+    return True
+
+
+def most_blamed(run: Path, step: int, n: int = 10, show: str = "all") -> pd.DataFrame:
+    """The step's n most negative token rewards (over rollouts `show` admits), most blamed first:
+    prompt_id, sample_idx, token index, its text, reward, the rollout's outcome."""
+    df = rollouts(run, step, ["prompt_id", "sample_idx", "tokens", "process_reward", "outcome_reward"])
+    found = []
+    for r in df.itertuples():
+        if len(r.process_reward) != len(r.tokens) or not outcome_matches(r.outcome_reward, show):
+            continue
+        found += [(float(v), int(r.prompt_id), int(r.sample_idx), t, str(r.tokens[t]),
+                   None if pd.isna(r.outcome_reward) else float(r.outcome_reward)) for t, v in enumerate(r.process_reward)]
+    found.sort(key=lambda x: (x[0], x[1], x[2], x[3]))
+    return pd.DataFrame([{"prompt_id": p, "sample": k, "token": t, "text": repr(text), "reward": v, "outcome": o}
+                         for v, p, k, t, text, o in found[:n]],
+                        columns=["prompt_id", "sample", "token", "text", "reward", "outcome"])
 
 
 def first_wrong_of(r) -> int | None:

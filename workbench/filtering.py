@@ -29,11 +29,7 @@ def show_step(root: Path, run: str, step):
     except (UserError, TypeError, ValueError) as e:
         return pd.DataFrame(), go.Figure(), f"⚠ {e}"
     low, high = float(config.get("filter_low", 0.2)), float(config.get("filter_high", 0.8))
-    fig = go.Figure()
-    for decision, colour in (("kept", "#2b6cb0"), ("surplus", "#90cdf4"), ("too_easy", "#a0aec0"), ("too_hard", "#c53030"), ("truncated", "#d69e2e")):
-        part = table[table.decision == decision]
-        if len(part):
-            fig.add_trace(go.Histogram(x=part.acc, name=decision, marker_color=colour, xbins=dict(start=-0.125, end=1.125, size=0.25)))
+    fig = accuracy_bars(table)
     fig.add_vrect(x0=low, x1=high, fillcolor="#2b6cb0", opacity=0.08, line_width=1, annotation_text=f"keep [{low:g}, {high:g}]")
     fig.update_layout(barmode="stack", height=280, title=f"prompt accuracy, step {step}", xaxis_title="acc over K samples",
                       yaxis_title="prompts", template="plotly_white", margin=dict(l=40, r=10, t=40, b=30))
@@ -42,22 +38,42 @@ def show_step(root: Path, run: str, step):
     return table, fig, msg
 
 
+DECISION_COLOURS = (("kept", "#2b6cb0"), ("surplus", "#90cdf4"), ("too_easy", "#a0aec0"), ("too_hard", "#c53030"),
+                    ("truncated", "#d69e2e"))
+
+
+def accuracy_bars(table: pd.DataFrame) -> go.Figure:
+    """Prompts per accuracy value: one bar per value K samples allow (0, 1/K, ..., 1), stacked by decision."""
+    K = int(table.K.max()) if len(table) else 4
+    values = [k / K for k in range(K + 1)]
+    fig = go.Figure()
+    for decision, colour in DECISION_COLOURS:
+        part = table[table.decision == decision]
+        if len(part):
+            counts = [int((abs(part.acc - v) < 0.5 / K).sum()) for v in values]
+            fig.add_trace(go.Bar(x=values, y=counts, name=decision, marker_color=colour, width=0.6 / K,
+                                 hovertemplate=f"{decision}: %{{y}} prompts at acc %{{x:.3g}}<extra></extra>"))
+    fig.update_xaxes(tickvals=values, ticktext=[f"{k}/{K}" for k in range(K + 1)], range=[-0.6 / K, 1 + 0.6 / K])
+    return fig
+
+
 def build(root: Path) -> None:
     with gr.Tab("Filtering", id="filtering"):
         names = data.list_run_names(root)
-        first = names[0] if names else None
+        first = data.preferred_run(root)
         steps0 = step_choices(root, first) if first else []
         with gr.Row():
             run = gr.Dropdown(choices=names, value=first, label="run")
-            step = gr.Dropdown(choices=steps0, value=steps0[-1] if steps0 else None, label="step")
+            step = gr.Dropdown(choices=steps0, value=steps0[-1] if steps0 else None, label="step",
+                               allow_custom_value=True)  # see tokens.build
         message = gr.Markdown(elem_id="filter-message")
         hist = gr.Plot(label="prompt accuracy")
         table = gr.Dataframe(label="prompts (select a row to see its responses)", elem_id="filter-table", interactive=False, wrap=True)
         responses = gr.Dataframe(label="the prompt's K responses", elem_id="filter-responses", interactive=False, wrap=True)
 
-        def on_run(name):
+        def on_run(name, s_now):
             steps = step_choices(root, name)
-            return gr.Dropdown(choices=steps, value=steps[-1] if steps else None)
+            return gr.Dropdown(choices=steps, value=s_now if s_now in steps else (steps[-1] if steps else None))
 
         def on_select(name, s, tbl: pd.DataFrame, evt: gr.SelectData):
             try:
@@ -66,7 +82,7 @@ def build(root: Path) -> None:
             except (UserError, IndexError, KeyError, TypeError, ValueError):
                 return pd.DataFrame()
 
-        run.change(on_run, run, step)
+        run.input(on_run, [run, step], step)  # .input: a restored link's update does not reset the step
         step.change(lambda n, s: show_step(root, n, s), [run, step], [table, hist, message])
         table.select(on_select, [run, step, table], responses)
         return run, step, (table, hist, message)

@@ -57,6 +57,7 @@ def scorer_for(model: str, checkpoint: Path | None, prm_dir: str = "", ref_dir: 
             for name, p in roles.models["prm"].named_parameters():
                 if "lora_B" in name and ".prm." in name:
                     p.zero_()  # B = 0: the PRM equals the reference (ARCHITECTURE.md)
+        roles.prm_logit_scale = 1.0  # and no sharpening (a checkpoint loaded before may have set one)
     else:
         roles.load_adapters(checkpoint, roles=("prm",))
     return roles
@@ -120,12 +121,16 @@ def build(runs_root: Path) -> None:
     """Lay out the tab inside the current gr.Blocks."""
     with gr.Tab("Playground", id="playground"):
         gr.Markdown("Score any response with the implicit PRM: reward per token = β·(log π_prm − log π_ref). "
-                    "Hover a token for its exact numbers. Pick a run and a checkpoint to use its trained PRM; "
-                    "with `initial` the PRM equals the reference and every reward is 0.")
+                    "Hover a token for its exact numbers. It opens on a PRIME run's last checkpoint (its trained "
+                    "PRM); with `initial` the PRM equals the reference and every reward is 0.")
+        run0 = data.preferred_run(runs_root) or ""  # the demo's PRIME run, at its last checkpoint
+        steps0 = checkpoint_choices(runs_root, run0)
         with gr.Row():
             model = gr.Dropdown(list(BUILTIN_MODELS), value="tiny", label="model")
-            run = gr.Dropdown(choices=[""] + data.list_run_names(runs_root), value="", label="run (for its PRM)")
-            step = gr.Dropdown(choices=["initial"], value="initial", label="checkpoint step")
+            run = gr.Dropdown(choices=[""] + data.list_run_names(runs_root), value=run0, label="run (for its PRM)",
+                              elem_id="playground-run")
+            step = gr.Dropdown(choices=steps0, value=steps0[-1], label="checkpoint step", elem_id="playground-step",
+                               allow_custom_value=True)  # see tokens.build
             beta = gr.Number(value=0.05, label="β")
         with gr.Accordion("External implicit PRM (a full PRM model and its reference, local directories)", open=False):
             with gr.Row():
@@ -148,12 +153,13 @@ def build(runs_root: Path) -> None:
             rank_msg = gr.Markdown(elem_id="rank-message")
             ranking = gr.Dataframe(label="ranking", elem_id="rank-table")
 
-        def on_run(name):
+        def on_run(name, now):
             choices = checkpoint_choices(runs_root, name)
-            return gr.Dropdown(choices=choices, value=choices[-1])
+            return gr.Dropdown(choices=choices, value=now if now in choices else choices[-1])
 
-        run.change(on_run, run, step)
+        run.input(on_run, [run, step], step)  # .input: a restored link's update does not reset the checkpoint
         go.click(lambda *a: run_score(*a, runs_root=runs_root), [model, prompt, response, answer, beta, run, step,
                                                                   prm_dir, ref_dir], [heat, steps, summary])
         go_rank.click(lambda *a: run_rank(*a, runs_root=runs_root), [model, prompt, responses, beta, by, run, step,
                                                                      prm_dir, ref_dir], [ranking, rank_msg])
+        return run, step

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 
 
-def _colour(value: float, scale: float) -> str:
+def colour(value: float, scale: float) -> str:
     """Diverging colour: white at 0, blue for positive, red for negative, saturating at ±scale."""
     a = 0.0 if scale <= 0 else min(1.0, abs(value) / scale)
     if value >= 0:
@@ -44,10 +44,10 @@ def token_heatmap(tokens: list[dict], scale: float | None = None) -> str:
         if mark:
             tip += "\non the first wrong line (the process check)"
         spans.append(f"<span class='tok{mark}' data-index='{i}' data-reward='{t['reward']!r}' "
-                     f"style='background:{_colour(t['reward'], scale)}' title='{html.escape(tip, quote=True)}'>{_shown(t['text'])}</span>")
-    legend = (f"<div class='legend'><span style='background:{_colour(-scale, scale)}'>&nbsp;−{scale:.3g} blamed&nbsp;</span>"
+                     f"style='background:{colour(t['reward'], scale)}' title='{html.escape(tip, quote=True)}'>{_shown(t['text'])}</span>")
+    legend = (f"<div class='legend'><span style='background:{colour(-scale, scale)}'>&nbsp;−{scale:.3g} blamed&nbsp;</span>"
               f"<span style='background:#fff'>&nbsp;0&nbsp;</span>"
-              f"<span style='background:{_colour(scale, scale)}'>&nbsp;+{scale:.3g} credited&nbsp;</span>"
+              f"<span style='background:{colour(scale, scale)}'>&nbsp;+{scale:.3g} credited&nbsp;</span>"
               + ("<span class='first-wrong-key'>&nbsp;first wrong line&nbsp;</span>" if any(t.get("first_wrong") for t in tokens) else "")
               + "</div>")
     return f"<div class='tokens'>{STYLE}{legend}<div class='tokline'>{''.join(spans)}</div></div>"
