@@ -152,3 +152,102 @@ def test_a_corrupt_run_is_an_error_row_and_the_others_display(page, tmp_path):
         open_tab(page, url, "Training curves")  # the other tabs still work
     finally:
         app.close()
+
+
+# ---------------------------------------------------------------------------- links, presenter polish
+
+def _row(run: str, step: int, prompt_id: int, sample: int):
+    df = data.rollouts(DEMO_RUNS / run, step)
+    return df[(df.prompt_id == prompt_id) & (df.sample_idx == sample)].iloc[0]
+
+
+def _wait_token_view(page, step: int, sample: int, row) -> list[float]:
+    """Wait until the token view shows this rollout (its step, sample, prompt and token count; a
+    link's selections arrive in several events); the rewards it shows, as numbers."""
+    import json
+
+    page.wait_for_function(
+        f"(() => {{ const s = document.querySelector('#token-summary'); const toks = document.querySelectorAll('#token-view .tok');"
+        f" return !!s && s.innerText.includes('step {step}, sample {sample}') && s.innerText.includes({json.dumps(row.prompt)})"
+        f" && toks.length === {len(row.tokens)}; }})()", timeout=60_000)
+    return [float(v) for v in page.eval_on_selector_all("#token-view .tok", "els => els.map(e => e.dataset.reward)")]
+
+
+def test_a_link_opens_the_token_view_it_names(browser, demo):
+    from workbench.tokens import prompt_choices
+
+    step = 7
+    prompt_id = prompt_choices(DEMO_RUNS, "prime", step)[1][1]  # not the view's default (the first prompt)
+    row = _row("prime", step, prompt_id, 2)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # fresh: no state of other tests
+    page = context.new_page()
+    page.goto(f"{demo}?tab=tokens&run=prime&step={step}&prompt={prompt_id}&sample=2")
+    assert _wait_token_view(page, step, 2, row) == [float(v) for v in row.process_reward]
+    assert page.get_by_role("tab", name="Token rewards").get_attribute("aria-selected") == "true"
+    shot(page, "link-token-view")
+    context.close()
+
+
+def test_the_address_of_a_view_reopens_it_in_a_fresh_browser(browser, demo):
+    first = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = first.new_page()
+    open_tab(page, demo, "Token rewards")
+    page.get_by_text("The most blamed tokens of this step").click()
+    page.locator("#jump-blamed").click()  # moves the view to another rollout: the most blamed token's
+    run, step, _ = _expected_view()
+    blamed = data.most_blamed(DEMO_RUNS / run, step, 1).iloc[0]
+    row = _row(run, step, int(blamed.prompt_id), int(blamed["sample"]))
+    shown = _wait_token_view(page, step, int(blamed["sample"]), row)
+    page.wait_for_function(f"window.location.search.includes('prompt={int(blamed.prompt_id)}')", timeout=30_000)
+    address = page.url
+    first.close()
+    assert f"prompt={int(blamed.prompt_id)}" in address and "tab=tokens" in address
+    second = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = second.new_page()
+    page.goto(address)
+    assert _wait_token_view(page, step, int(blamed["sample"]), row) == shown == [
+        float(v) for v in row.process_reward]
+    assert min(shown) == float(blamed.reward)  # the jump landed on the step's most blamed token
+    second.close()
+
+
+def test_the_first_wrong_line_is_marked(page, demo):
+    run = "prime"
+    df = data.rollouts(DEMO_RUNS / run, 20)
+    wrong = df[df.first_wrong_line.notna()].iloc[0] if "first_wrong_line" in df else None
+    if wrong is None:  # records made before the column: the view runs the process check itself
+        from prime.tasks.arith import first_wrong_line
+
+        df = df[df.outcome_reward == 0]
+        df = df.assign(first_wrong_line=[first_wrong_line(p, r) for p, r in zip(df.prompt, df.response)])
+        wrong = df[df.first_wrong_line.notna()].iloc[0]
+    page.goto(f"{demo}?tab=tokens&run={run}&step=20&prompt={int(wrong.prompt_id)}&sample={int(wrong.sample_idx)}")
+    _wait_token_view(page, 20, int(wrong.sample_idx), wrong)
+    from prime.localise import token_lines
+
+    expected = [i for i, line in enumerate(token_lines(list(wrong.tokens))) if line == int(wrong.first_wrong_line)]
+    marked = page.eval_on_selector_all("#token-view .tok.first-wrong", "els => els.map(e => Number(e.dataset.index))")
+    assert marked == expected and marked
+    assert f"line {int(wrong.first_wrong_line) + 1} is the first wrong line" in page.locator("#token-summary").inner_text()
+    assert "first wrong line" in page.locator("#token-steps").inner_text()
+    shot(page, "first-wrong-line")
+
+
+def test_filtering_histogram_has_one_bar_per_accuracy_value(page, demo):
+    open_tab(page, demo, "Filtering")
+    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || []).some(t => t.type === 'bar'))",
+                           timeout=30_000)
+    bars = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p.data || [])"
+                         ".filter(t => t.type === 'bar').map(t => [t.name, Array.from(t.x), Array.from(t.y)])")
+    table = data.filtering_table(DEMO_RUNS / "prime", 20)
+    assert all(x == [0, 0.25, 0.5, 0.75, 1] for _, x, _ in bars)  # K = 4
+    for name, x, y in bars:
+        part = table[table.decision == name]
+        assert y == [int((abs(part.acc - v) < 1e-9).sum()) for v in x], name
+
+
+def test_playground_opens_on_the_prime_runs_last_checkpoint(page, demo):
+    open_tab(page, demo, "Playground")
+    assert page.locator("#playground-run input").input_value() == "prime"
+    last = data.checkpoint_steps(DEMO_RUNS / "prime")[-1]
+    assert page.locator("#playground-step input").input_value() == str(last)

@@ -27,7 +27,8 @@ def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
             p_run, p_step = playground.build(root)
         t_run, t_step, t_prompt, t_sample = t_inputs
         # links: what is on screen goes into the URL query; a link's query is restored on load
-        links.write_tab_on_select([b for b in app.blocks.values() if isinstance(b, gr.Tab)])
+        tab_blocks = [b for b in app.blocks.values() if isinstance(b, gr.Tab)]
+        links.write_tab_on_select(tab_blocks)
         links.write_on_change({"run": t_run, "step": t_step, "prompt": t_prompt, "sample": t_sample})
         links.write_on_change({"run": f_run, "step": f_step})
         links.write_on_change({"run": p_run, "checkpoint": p_step})
@@ -40,7 +41,7 @@ def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
                             [tabs, t_run, t_step, t_prompt, t_sample, f_run, f_step, p_run, p_step])
         app.load(runs_overview, None, runs_chart)
         app.load(draw, curve_inputs, plots, show_progress="hidden")
-        restored.then(None, None, None, js=links.READY_JS)
+        restored.then(None, None, None, js=links.ready_js({str(t.label): str(t.id) for t in tab_blocks}))
         restored.then(lambda n, s: filtering.show_step(root, n, s), [f_run, f_step], list(f_outs))
         restored.then(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs)
         restored.then(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview)

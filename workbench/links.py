@@ -40,9 +40,14 @@ def write_on_change(components: dict, fixed: dict | None = None) -> None:
         c.change(None, comps, None, js=set_query_js(keys, fixed), queue=False)
 
 
-READY_JS = "() => { window.primeLinksReady = true; return []; }"
-"""Run after the link has been restored: until then the app writes nothing into the URL (the first
-paint's own events would otherwise overwrite the link being opened)."""
+def ready_js(tab_labels: dict[str, str]) -> str:
+    """Run after the link has been restored: until then the app writes nothing into the URL (the
+    first paint's own events would otherwise overwrite the link being opened). It then writes the
+    tab on screen ({label: id}), which a click before this moment may have changed."""
+    return ("() => { window.primeLinksReady = true; const labels = " + json.dumps(tab_labels) + "; "
+            "const b = document.querySelector('button[role=tab][aria-selected=true]'); "
+            "const id = b && labels[b.innerText.trim()]; if (id) { const u = new URL(window.location.href); "
+            "u.searchParams.set('tab', id); history.replaceState(null, '', u); } return []; }")
 
 
 def write_tab_on_select(tabs: list) -> None:
