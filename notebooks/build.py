@@ -90,8 +90,8 @@ for b, name in ((0, "good"), (1, "bad")):
                              hovertext=token_texts(tok, ids)))
 fig.update_layout(title="cumulative process reward q_t after a few PRM steps", xaxis_title="token", height=320)
 fig.show()"""),
-    ("md", "The same heatmap the workbench draws (`workbench.render.token_heatmap`): blue credits, red blames; hover for values."),
-    ("code", """from workbench.render import token_heatmap
+    ("md", "The same heatmap the workbench draws (`prime.render.token_heatmap`): blue credits, red blames; hover for values."),
+    ("code", """from prime.render import token_heatmap
 for b in (0, 1):
     sel = batch.response_mask[b].bool()
     ids = batch.input_ids[b][sel].tolist()
@@ -247,7 +247,7 @@ for _ in range(2 if SMALL else 5):
     loss = prm_ce_loss(seq, torch.tensor([1.0, 0.0], device=roles.device))
     opt.zero_grad(); loss.backward(); opt.step()
     print("CE", round(loss.item(), 4), "r_phi:", [round(v, 4) for v in seq.tolist()])"""),
-    ("code", """from workbench.render import token_heatmap
+    ("code", """from prime.render import token_heatmap
 s = score(roles, row["prompt"], wrong, answer=row["answer"])
 display(HTML(token_heatmap(s["tokens"])))
 pd.DataFrame(s["steps"])[["text", "reward", "value"]].tail(5)"""),

@@ -200,6 +200,14 @@ def _export_verl(args) -> None:
     print(f"wrote {out}: data/train.parquet, data/test.parquet, reward.py, run_prime.sh, README.md")
 
 
+def _report(args) -> None:
+    from prime.report import MAX_BYTES, write_report
+
+    size = write_report([Path(r) for r in args.runs], Path(args.output), args.title)
+    note = f" (over the {MAX_BYTES / 2**20:.0f} MB an e-mail attachment should stay under)" if size > MAX_BYTES else ""
+    print(f"wrote {args.output}: {size / 2**20:.2f} MB, self-contained{note}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prime", description="PRIME Workbench engine: implicit process rewards, on one 4-bit base.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -262,6 +270,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--by", default="total", choices=("total", "min-step"),
                    help="total: the accumulated reward r_φ(y) (EurusPRM-Stage2); min-step: the lowest step reward (Stage 1)")
     r.set_defaults(func=_rank, layout="shared")
+
+    o = sub.add_parser("report", help="one self-contained HTML file of runs: config, curves, filter, token heatmaps")
+    o.add_argument("runs", nargs="+", metavar="RUN", help="run directories (their curves are overlaid)")
+    o.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
+    o.add_argument("--title", default="PRIME runs", help="the report's title")
+    o.set_defaults(func=_report)
 
     i = sub.add_parser("import", help="rollouts made by veRL or TRL as a run directory the workbench opens")
     i.add_argument("format", choices=("verl", "trl"), help="verl: a trainer.rollout_data_dir; trl: a GRPO output_dir "

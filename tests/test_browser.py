@@ -251,3 +251,65 @@ def test_playground_opens_on_the_prime_runs_last_checkpoint(page, demo):
     assert page.locator("#playground-run input").input_value() == "prime"
     last = data.checkpoint_steps(DEMO_RUNS / "prime")[-1]
     assert page.locator("#playground-step input").input_value() == str(last)
+
+
+# ---------------------------------------------------------------------------- the report
+
+def test_the_report_opens_offline_and_shows_the_records(browser, tmp_path):
+    import json
+
+    from prime import records
+    from prime.report import MAX_BYTES, write_report
+
+    runs = [DEMO_RUNS / "prime", DEMO_RUNS / "rloo"]
+    out = tmp_path / "report.html"
+    size = write_report(runs, out, "demo")
+    assert size <= MAX_BYTES
+    context = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
+    page = context.new_page()
+    failed = []
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.goto(out.as_uri())
+    page.wait_for_selector("#report-curves .main-svg", timeout=30_000)
+    assert failed == []  # nothing outside the file was asked for
+    text = page.inner_text("body")
+    for section in ("Config", "Training curves", "Accuracy filter", "Token rewards, last step"):
+        assert section in text
+    # curves: every plotted point is the run's recorded value
+    traces = page.evaluate("document.querySelector('#report-curves').data.map(t => [t.meta, t.x, t.y])")
+    assert traces
+    metrics = {r.name: {m["step"]: m for m in records.read_metrics(r)} for r in runs}
+    for (run, metric), xs, ys in traces:
+        assert ys == [metrics[run][x][metric] for x in xs], (run, metric)
+    assert {(run, metric) for (run, metric), _, _ in traces} >= {("prime", "acc"), ("rloo", "acc"), ("prime", "eval/acc"),
+                                                                 ("prime", "reward_model/dpo_acc_before")}
+    # config and filter tables
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        assert f"full config of {run.name}" in text
+        kept = sum(m.get("filter/kept", 0) for m in metrics[run.name].values())
+        row = page.locator(f"table.filter[data-run='{run.name}'] tr", has_text="kept").first.inner_text()
+        assert row.split("\t")[1].strip() == str(kept)
+        assert config["samples_per_prompt"] == 4
+    # token heatmaps: every token's value is the recorded one
+    sections = page.eval_on_selector_all("section.rollout", "els => els.map(e => [e.dataset.run, +e.dataset.step, "
+                                         "+e.dataset.prompt, +e.dataset.sample, [...e.querySelectorAll('.tok')].map(t => t.dataset.reward)])")
+    assert len(sections) >= 2
+    for run, step, prompt_id, sample, shown in sections:
+        df = records.read_rollouts(DEMO_RUNS / run, step)
+        row = df[(df.prompt_id == prompt_id) & (df.sample_idx == sample)].iloc[0]
+        assert [float(v) for v in shown] == [float(v) for v in row.process_reward]
+    title = page.locator("section.rollout .tok").first.get_attribute("title")
+    assert "reward" in title and "log π_prm" in title
+    shot(page, "report")
+    context.close()
+
+
+def test_the_app_writes_the_same_report(page, demo):
+    open_tab(page, demo, "Runs")
+    page.locator("#report-button").click()
+    page.wait_for_function("document.querySelector('#report-message').innerText.includes('MB')", timeout=120_000)
+    assert "report of 2 run(s)" in page.locator("#report-message").inner_text()
+    link = page.locator("#report-file a").first
+    assert link.get_attribute("href")

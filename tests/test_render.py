@@ -1,8 +1,8 @@
-"""workbench.render: one .tok span per token, carrying the exact reward."""
+"""prime.render: one .tok span per token, carrying the exact reward."""
 
 import re
 
-from workbench.render import token_heatmap
+from prime.render import token_heatmap
 
 
 def test_heatmap_spans_carry_rewards():

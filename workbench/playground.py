@@ -22,7 +22,7 @@ from prime.errors import UserError
 from prime.models import BUILTIN_MODELS, ExternalPRM, Roles, resolve_model
 from prime.score import rank, score
 from workbench import data
-from workbench.render import token_heatmap
+from prime.render import token_heatmap
 
 _lock = threading.Lock()  # one forward at a time: the shared base switches adapters in place
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from prime.errors import UserError
 from workbench import data
-from workbench.render import colour, token_heatmap
+from prime.render import colour, token_heatmap
 
 
 def prompt_choices(root: Path, run: str, step, show: str = "all") -> list[tuple[str, int]]:
