@@ -30,8 +30,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(root: Path):
-    app = make_app(root, refresh_s=2.0)
+def serve(root: Path, **kwargs):
+    app = make_app(root, refresh_s=2.0, **kwargs)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return app, f"http://127.0.0.1:{port}/"
@@ -313,3 +313,66 @@ def test_the_app_writes_the_same_report(page, demo):
     assert "report of 2 run(s)" in page.locator("#report-message").inner_text()
     link = page.locator("#report-file a").first
     assert link.get_attribute("href")
+
+
+# ---------------------------------------------------------------------------- the Train tab
+
+def test_train_tab_starts_watches_and_stops_a_run(page, tmp_path, tiny_dir):
+    import json
+
+    from prime.trainer import latest_checkpoint
+
+    app, url = serve(tmp_path, train_off=None)
+    try:
+        open_tab_by_id = lambda: page.get_by_role("tab", name="Train", exact=True).click()  # noqa: E731
+        page.goto(url)
+        open_tab_by_id()
+        fill = lambda key, value: page.locator(f"#train-{key} input").fill(str(value))  # noqa: E731
+        # bad settings are refused with the field named, and nothing starts
+        fill("steps", 0)
+        page.locator("#train-start").click()
+        page.wait_for_function("document.querySelector('#train-message').innerText.includes('steps')", timeout=30_000)
+        assert "expected an integer ≥ 1" in page.locator("#train-message").inner_text()
+        assert not (tmp_path / "my-run").exists()
+        # a real run: small and slow enough to be stopped in the middle
+        for key, value in {"steps": 40, "prompts_per_step": 2, "eval_every": 0}.items():
+            fill(key, value)
+        page.locator("#train-start").click()
+        page.wait_for_function("document.querySelector('#train-message').innerText.includes('started')", timeout=30_000)
+        page.locator("#train-start").click()  # one run at a time
+        page.wait_for_function("document.querySelector('#train-message').innerText.includes('one run at a time')",
+                               timeout=30_000)
+        run = tmp_path / "my-run"
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('running at step 1')",
+                               timeout=240_000)  # the status line follows the run's records live
+        page.locator("#train-stop").click()
+        page.wait_for_function("document.querySelector('#train-status').innerText.includes('stopped at step')",
+                               timeout=240_000)
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "stopped" and 1 <= status["step"] < 40
+        assert latest_checkpoint(run).name == f"step_{status['step']:06d}"  # resumable from exactly there
+        # the other tabs see it: a link to its token view opens
+        page.goto(f"{url}?tab=tokens&run=my-run&step=1")
+        page.wait_for_selector("#token-view .tok", timeout=60_000)
+        assert "step 1" in page.locator("#token-summary").inner_text()
+    finally:
+        app.close()
+
+
+def test_train_tab_is_off_where_the_app_is_exposed(page, tmp_path):
+    from workbench.app import train_off_reason
+
+    assert train_off_reason(tmp_path, {"server_name": "127.0.0.1", "auth": None}) is None
+    assert train_off_reason(tmp_path, {"server_name": "0.0.0.0", "auth": ("u", "p")}) is None
+    reason = train_off_reason(tmp_path, {"server_name": "0.0.0.0", "auth": None})
+    assert "without a password" in reason
+    assert "read-only" in train_off_reason(DEMO_RUNS, {"server_name": "127.0.0.1", "auth": None})
+    app, url = serve(tmp_path, train_off=reason)
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Train", exact=True).click()
+        page.wait_for_selector("#train-disabled", timeout=30_000)
+        assert "without a password" in page.locator("#train-disabled").inner_text()
+        assert page.locator("#train-start").count() == 0
+    finally:
+        app.close()

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from workbench import curves, data, filtering, links, playground, runs, tokens
+from workbench import curves, data, filtering, links, playground, runs, tokens, train
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEMO_RUNS = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
-def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
-    """The dashboard over the runs under `root` (read-only)."""
+def make_app(root: Path, refresh_s: float = 5.0, train_off: str | None = "not enabled for this app") -> gr.Blocks:
+    """The dashboard over the runs under `root`; unless `train_off` says why not, its Train tab
+    starts runs there."""
     root = Path(root)
     with gr.Blocks(title="PRIME Workbench") as app:
         gr.Markdown(f"# PRIME Workbench\nImplicit process rewards, token by token · runs from `{root}`")
@@ -25,6 +26,7 @@ def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
             f_run, f_step, f_outs = filtering.build(root)
             t_inputs, t_outs, kview, (t_show, t_blamed) = tokens.build(root)
             p_run, p_step = playground.build(root)
+            train.build(root, refresh_s, train_off)
         t_run, t_step, t_prompt, t_sample = t_inputs
         # links: what is on screen goes into the URL query; a link's query is restored on load
         tab_blocks = [b for b in app.blocks.values() if isinstance(b, gr.Tab)]
@@ -41,7 +43,7 @@ def make_app(root: Path, refresh_s: float = 5.0) -> gr.Blocks:
                             [tabs, t_run, t_step, t_prompt, t_sample, f_run, f_step, p_run, p_step])
         app.load(runs_overview, None, runs_chart)
         app.load(draw, curve_inputs, plots, show_progress="hidden")
-        restored.then(None, None, None, js=links.ready_js({str(t.label): str(t.id) for t in tab_blocks}))
+        restored.then(None, None, None, js=links.READY_JS)
         restored.then(lambda n, s: filtering.show_step(root, n, s), [f_run, f_step], list(f_outs))
         restored.then(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs)
         restored.then(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview)
@@ -66,9 +68,11 @@ def restore_view(root: Path, request: gr.Request | None) -> list:
     samples = tokens.sample_choices(root, run, step, prompt) if prompt is not None else []
     sample = q.get("sample", samples[0] if samples else None)
     ckpts = checkpoint_choices(root, run)
-    return [tab, gr.Dropdown(value=run), gr.Dropdown(choices=steps, value=step), gr.Dropdown(choices=prompts, value=prompt),
-            gr.Dropdown(choices=samples, value=sample), gr.Dropdown(value=run), gr.Dropdown(choices=steps, value=step),
-            gr.Dropdown(value=run), gr.Dropdown(choices=ckpts, value=q.get("checkpoint", ckpts[-1]))]
+    names = data.list_run_names(root)  # a run started after the app (Train tab) is linkable too
+    return [tab, gr.Dropdown(choices=names, value=run), gr.Dropdown(choices=steps, value=step),
+            gr.Dropdown(choices=prompts, value=prompt), gr.Dropdown(choices=samples, value=sample),
+            gr.Dropdown(choices=names, value=run), gr.Dropdown(choices=steps, value=step),
+            gr.Dropdown(choices=[""] + names, value=run), gr.Dropdown(choices=ckpts, value=q.get("checkpoint", ckpts[-1]))]
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -105,4 +109,15 @@ def main(argv: list[str] | None = None) -> None:
     root, refresh, launch, warning = parse_args(argv)
     if warning:
         print(warning, file=sys.stderr)
-    make_app(root, refresh).launch(**launch)
+    make_app(root, refresh, train_off_reason(root, launch)).launch(**launch)
+
+
+def train_off_reason(root: Path, launch: dict) -> str | None:
+    """Why the Train tab may not start runs here, or None: only on this machine or behind a
+    password, and never into the demo shipped in the repository."""
+    if launch["server_name"] not in LOCAL_HOSTS and launch["auth"] is None:
+        return (f"this app listens on {launch['server_name']} without a password; restart it with "
+                "`--auth user:password` (or on 127.0.0.1) to train from here")
+    if Path(root).resolve() == DEMO_RUNS.resolve():
+        return "the demo runs are read-only; start the app with `--runs runs/` to train into a directory of yours"
+    return None

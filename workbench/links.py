@@ -20,7 +20,7 @@ from prime.errors import UserError
 from workbench import data
 
 KEYS = ("tab", "run", "step", "prompt", "sample", "checkpoint")
-TABS = ("runs", "curves", "filtering", "tokens", "playground")
+TABS = ("runs", "curves", "filtering", "tokens", "playground", "train")
 
 
 def set_query_js(keys: list[str], fixed: dict | None = None) -> str:
@@ -40,14 +40,13 @@ def write_on_change(components: dict, fixed: dict | None = None) -> None:
         c.change(None, comps, None, js=set_query_js(keys, fixed), queue=False)
 
 
-def ready_js(tab_labels: dict[str, str]) -> str:
-    """Run after the link has been restored: until then the app writes nothing into the URL (the
-    first paint's own events would otherwise overwrite the link being opened). It then writes the
-    tab on screen ({label: id}), which a click before this moment may have changed."""
-    return ("() => { window.primeLinksReady = true; const labels = " + json.dumps(tab_labels) + "; "
-            "const b = document.querySelector('button[role=tab][aria-selected=true]'); "
-            "const id = b && labels[b.innerText.trim()]; if (id) { const u = new URL(window.location.href); "
-            "u.searchParams.set('tab', id); history.replaceState(null, '', u); } return []; }")
+READY_JS = ("() => { window.primeLinksReady = true; "
+            "const b = document.querySelector('button[role=tab][aria-selected=true]'); const id = b && b.dataset.tabId; "
+            "if (id) { const u = new URL(window.location.href); u.searchParams.set('tab', id); "
+            "history.replaceState(null, '', u); } return []; }")
+"""Run after the link has been restored: until then the app writes nothing into the URL (the first
+paint's own events would otherwise overwrite the link being opened). It then writes the tab on
+screen, which a click before this moment may have changed."""
 
 
 def write_tab_on_select(tabs: list) -> None:
