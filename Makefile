@@ -44,9 +44,11 @@ demo-data: tiny
 	$(BIN)/prime train --out data/demo/rloo --algo rloo $(DEMO_FLAGS)
 	# keep it small: no optimizer states (the demo is for viewing, not resuming), one RLOO checkpoint
 	rm -f data/demo/*/checkpoints/*/optimizers.pt
-	rm -rf data/demo/rloo/checkpoints/step_000010
+	rm -rf data/demo/rloo/checkpoints/step_000020
 
-DEMO_FLAGS = --steps 20 --prompts-per-step 8 --policy-lr 3e-4 --prm-lr 1e-4 --eval-every 10 --eval-n 100 --checkpoint-every 10
+# the PoC setting (README, "A PoC that shows PRIME"), 30 steps: both runs' eval accuracy rises
+DEMO_FLAGS = --steps 30 --prompts-per-step 16 --policy-lr 5e-4 --prm-lr 1e-4 --reward-norm none --prm-sharpen 1.0 \
+	--eval-every 10 --eval-n 300 --checkpoint-every 10
 
 test: tiny browser sandbox
 	$(BIN)/python -m pytest -ra

@@ -169,18 +169,22 @@ NB03 = [
     ("md", """# 03 · A proof-of-concept run: PRIME against RLOO on `tiny`
 
 Set the parameters, run both, compare the curves, read the records with pandas, and open the
-workbench on the runs, right here."""),
+workbench on the runs, right here. The settings are the PoC setting of the README ("A PoC that
+shows PRIME"): 16 prompts a step, policy lr 5e-4, PRM lr 1e-4, no reward normalisation, and a
+PRM that starts as a sharpened reference (`prm_sharpen=1.0`), so its rewards rank right above
+wrong from the first step; about 6 s a step on 2 CPU cores."""),
     ("code", SETUP),
-    ("code", """STEPS = 2 if SMALL else 30          # parameters: change these
-PROMPTS_PER_STEP = 2 if SMALL else 8
+    ("code", """STEPS = 2 if SMALL else 60          # parameters: change these
+PROMPTS_PER_STEP = 2 if SMALL else 16
 SEED = 0
 import tempfile, pathlib
 RUNS = pathlib.Path(tempfile.mkdtemp(prefix="prime-poc-"))
 print("runs in", RUNS)"""),
     ("code", """from prime.config import TrainConfig
 from prime.trainer import train
-common = dict(steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, seed=SEED, policy_lr=3e-4, prm_lr=1e-4,
-              eval_every=STEPS, eval_n=20 if SMALL else 200, max_new_tokens=96 if SMALL else 128)
+common = dict(steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, seed=SEED, policy_lr=5e-4, prm_lr=1e-4,
+              reward_norm="none", prm_sharpen=1.0,  # the PoC setting
+              eval_every=max(1, STEPS // 3), eval_n=20 if SMALL else 300, max_new_tokens=96 if SMALL else 128)
 for algo in ("prime", "rloo"):
     train(TrainConfig(out=str(RUNS / algo), algo=algo, **common), progress=not SMALL)"""),
     ("code", """from prime.records import read_metrics
@@ -192,7 +196,14 @@ for algo, df in metrics.items():
     fig.add_trace(go.Scatter(x=df.step, y=df["filter/kept_fraction"], name=f"{algo} kept fraction", line=dict(dash="dot")))
 fig.update_layout(title="PRIME vs RLOO", xaxis_title="step", height=350)
 fig.show()
-metrics["prime"].filter(regex="^(step|acc|eval|reward_model|filter/kept)").round(4)"""),
+metrics["prime"].filter(regex="^(step|acc|eval|reward_model|localise|filter/kept)").round(4)"""),
+    ("md", """Is the PRM's signal real? Its pairwise accuracy on each step's fresh rollouts (right above
+wrong, 0.5 = chance) beside the untrained reference's log-likelihood as a ranker, and how often
+the most negative line of a wrong response is its first wrong line, beside chance (1 / lines):"""),
+    ("code", """p = metrics["prime"][metrics["prime"].step > 0]
+cols = [c for c in ("reward_model/dpo_acc_before", "reward_model/ref_ll_pairwise_acc", "localise/prm_line_hit",
+                    "localise/line_chance") if c in p]
+p[cols].mean().round(3)"""),
     ("md", "Every sampled response, kept or filtered out, with its per-token numbers:"),
     ("code", """from prime.records import read_rollouts
 df = read_rollouts(RUNS / "prime", STEPS)

@@ -99,7 +99,7 @@ def write_rollouts(run: Path, step: int, rows: list[dict]) -> Path:
     path = run / "rollouts" / f"step_{step:06d}.parquet"
     table = pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, compression="zstd")  # a quarter smaller than the default snappy
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
     return path
 
