@@ -17,7 +17,7 @@ METRICS = ["acc", "reward_model/loss", "reward_model/dpo_acc_before", "reward_mo
            "actor/pg_clipfrac", "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "critic/advantages/mean",
            "critic/returns/mean", "response_length/mean", "response_length/clip_ratio", "timing_s/gen", "timing_s/step",
            "filter/kept", "filter/surplus", "filter/too_easy", "filter/too_hard", "filter/truncated", "filter/draws", "eval/acc",
-           "eval/acc_sampled", "acc/kept", "reward_model/pairwise_acc_pooled"]
+           "eval/acc_sampled", "acc/kept", "reward_model/pairwise_acc_pooled", "reward_model/ref_ll_pairwise_acc"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,24 @@ def test_records_recompute(smoke_run):
         outcome = torch.tensor(kept.outcome_reward.fillna(0.0).values, dtype=torch.float64)
         A = whiten(outcome_advantages(outcome, mask, K) + process_advantages(pad("process_reward"), mask, K), mask)
         torch.testing.assert_close(A, pad("advantage"), atol=1e-5, rtol=0)
+        # the process check and the metrics made of it
+        from prime.localise import localisation_rates, localise
+        from prime.losses import pairwise_accuracy
+        from prime.tasks.arith import first_wrong_line
+
+        for r in df.itertuples():
+            expected = first_wrong_line(r.prompt, r.response) if r.outcome_reward == 0 else None
+            assert (None if pd.isna(r.first_wrong_line) else int(r.first_wrong_line)) == expected
+        m = next(m for m in read_metrics(run) if m["step"] == step)
+        ref_ll = (pad("ref_logp") * mask).sum(-1)
+        assert m["reward_model/ref_ll_pairwise_acc"] == pytest.approx(pairwise_accuracy(ref_ll, outcome, K).item(), abs=1e-6)
+        checked = kept[kept.first_wrong_line.notna()]
+        rates = localisation_rates([localise([cfg.beta * (a - b) for a, b in zip(r.prm_logp, r.ref_logp)], list(r.tokens),
+                                             int(r.first_wrong_line)) for r in checked.itertuples()])
+        if rates["n"]:
+            assert m["localise/n"] == rates["n"]
+            assert m["localise/prm_line_hit"] == pytest.approx(rates["line_hit"], abs=1e-9)
+            assert m["localise/token_chance"] == pytest.approx(rates["token_chance"], abs=1e-9)
 
 
 def _comparable(run, step):
