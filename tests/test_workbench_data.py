@@ -129,3 +129,28 @@ def test_symlinked_run_directories_are_not_listed(root, tmp_path_factory):
     make_run(outside, "x", steps=1, prompts=2)
     (root / "sneaky").symlink_to(outside / "x")
     assert "sneaky" not in data.list_run_names(root)
+
+
+def test_most_blamed_tokens_and_the_outcome_filter(root):
+    run = root / data.list_run_names(root)[0]
+    step = data.rollout_steps(run)[-1]
+    df = data.rollouts(run, step)
+    every = sorted((float(v), int(r.prompt_id), int(r.sample_idx), t) for r in df.itertuples()
+                   if len(r.process_reward) == len(r.tokens) for t, v in enumerate(r.process_reward))
+    top = data.most_blamed(run, step, 5)
+    assert [(float(r.reward), int(r.prompt_id), int(r.sample), int(r.token)) for r in top.itertuples()] == every[:5]
+    wrong = data.most_blamed(run, step, 50, "wrong only")
+    right = data.most_blamed(run, step, 50, "right only")
+    assert all(o is None or pd.isna(o) or o <= 0 for o in wrong.outcome) and all(o > 0 for o in right.outcome)
+    assert data.outcome_matches(None, "wrong only") and not data.outcome_matches(None, "right only")
+    assert data.outcome_matches(0.5, "right only") and data.outcome_matches(0.0, "all")
+
+
+def test_preferred_run_is_a_prime_run_with_checkpoints(tmp_path_factory):
+    from workbench.app import DEMO_RUNS
+
+    assert data.preferred_run(DEMO_RUNS) == "prime"
+    tmp_path = tmp_path_factory.mktemp("empty")
+    assert data.preferred_run(tmp_path) is None
+    make_run(tmp_path, "b-rloo", steps=2, prompts=4, algo="rloo")
+    assert data.preferred_run(tmp_path) == "b-rloo"  # no checkpoints anywhere: the first run
