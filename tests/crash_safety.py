@@ -84,7 +84,8 @@ def comparable(run: Path) -> dict:
     rollouts = {}
     for step in steps:
         df = pd.read_parquet(run / "rollouts" / f"step_{step:06d}.parquet")
-        df["outcome_reward"] = df["outcome_reward"].fillna(-1.0)
+        for col in ("outcome_reward", "first_wrong_line"):  # nullable: NaN never equals NaN
+            df[col] = df[col].fillna(-1)
         rollouts[step] = {c: [list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in df[c]]
                           for c in df.columns}
     leftovers = sorted(p.name for p in run.rglob("*") if ".tmp" in p.name or p.name.endswith(".partial"))

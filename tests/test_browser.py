@@ -162,14 +162,17 @@ def _row(run: str, step: int, prompt_id: int, sample: int):
 
 
 def _wait_token_view(page, step: int, sample: int, row) -> list[float]:
-    """Wait until the token view shows this rollout (its step, sample, prompt and token count; a
-    link's selections arrive in several events); the rewards it shows, as numbers."""
+    """Wait until the token view shows this rollout: its step, sample and prompt in the summary and
+    exactly its recorded rewards in the heatmap (a link's selections arrive in several events, and
+    the components of one view update one after another); the rewards shown, as numbers."""
     import json
 
+    rewards = json.dumps([float(v) for v in row.process_reward] if len(row.process_reward) else [0.0] * len(row.tokens))
     page.wait_for_function(
-        f"(() => {{ const s = document.querySelector('#token-summary'); const toks = document.querySelectorAll('#token-view .tok');"
+        f"(() => {{ const s = document.querySelector('#token-summary');"
+        f" const shown = [...document.querySelectorAll('#token-view .tok')].map(e => Number(e.dataset.reward));"
         f" return !!s && s.innerText.includes('step {step}, sample {sample}') && s.innerText.includes({json.dumps(row.prompt)})"
-        f" && toks.length === {len(row.tokens)}; }})()", timeout=60_000)
+        f" && JSON.stringify(shown) === JSON.stringify({rewards}); }})()", timeout=90_000)
     return [float(v) for v in page.eval_on_selector_all("#token-view .tok", "els => els.map(e => e.dataset.reward)")]
 
 
@@ -212,6 +215,8 @@ def test_the_address_of_a_view_reopens_it_in_a_fresh_browser(browser, demo):
 
 
 def test_the_first_wrong_line_is_marked(page, demo):
+    import json
+
     run = "prime"
     df = data.rollouts(DEMO_RUNS / run, 20)
     wrong = df[df.first_wrong_line.notna()].iloc[0] if "first_wrong_line" in df else None
@@ -226,8 +231,10 @@ def test_the_first_wrong_line_is_marked(page, demo):
     from prime.localise import token_lines
 
     expected = [i for i, line in enumerate(token_lines(list(wrong.tokens))) if line == int(wrong.first_wrong_line)]
-    marked = page.eval_on_selector_all("#token-view .tok.first-wrong", "els => els.map(e => Number(e.dataset.index))")
-    assert marked == expected and marked
+    assert expected
+    page.wait_for_function(  # the heatmap of this rollout may replace an earlier one just after the summary
+        f"JSON.stringify([...document.querySelectorAll('#token-view .tok.first-wrong')].map(e => Number(e.dataset.index)))"
+        f" === '{json.dumps(expected, separators=(',', ':'))}'", timeout=60_000)
     assert f"line {int(wrong.first_wrong_line) + 1} is the first wrong line" in page.locator("#token-summary").inner_text()
     assert "first wrong line" in page.locator("#token-steps").inner_text()
     shot(page, "first-wrong-line")
