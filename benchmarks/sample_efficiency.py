@@ -1,6 +1,6 @@
 """Sample efficiency on arith/tiny: PRIME, outcome-only RLOO and PRIME with a frozen PRM, ≥ 5 seeds.
 
-    python benchmarks/sample_efficiency.py [--seeds 0 1 2] [--steps 100] [--jobs 2]
+    python benchmarks/sample_efficiency.py [--seeds 0 1 2 3 4] [--steps 100] [--jobs 2]
     python benchmarks/sample_efficiency.py --analyze-only      # re-read finished runs
 
 Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted ones resumed),
@@ -249,7 +249,7 @@ def plot(result: dict, png: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "sample_efficiency")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (threads split between them)")
     ap.add_argument("--window", type=int, default=10, help="trailing-mean window, steps")
