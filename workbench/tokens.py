@@ -63,7 +63,8 @@ def show(root: Path, run: str, step, prompt_id, sample):
 
 
 def steps_table(view: dict):
-    """The per-line table, each line's reward cell coloured on the heatmap's scale (its largest |token reward|)."""
+    """The per-line table, each line's reward cell coloured like the tokens: the heatmap's diverging colours,
+    centred at 0, saturating at the largest |line reward|."""
     wrong = view.get("first_wrong_line")
     steps = pd.DataFrame([{"line": i + 1, "text": s["text"].strip(), "reward (sum)": s["reward"], "value q": s["value"],
                            "check": "✗ first wrong line" if i == wrong else ("✓" if wrong is not None and i < wrong else "")}
