@@ -45,8 +45,8 @@ def make_app(root: Path, refresh_s: float = 5.0, train_off: str | None = "not en
         app.load(draw, curve_inputs, plots, show_progress="hidden")
         restored.then(None, None, None, js=links.READY_JS)
         restored.then(lambda n, s: filtering.show_step(root, n, s), [f_run, f_step], list(f_outs))
-        restored.then(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs)
-        restored.then(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview)
+        restored.then(lambda n, s, p, k: tokens.show(root, n, s, p, k), list(t_inputs), t_outs, **tokens.VIEW_QUEUE)
+        restored.then(lambda n, s, p, k: tokens.side_by_side(root, n, s, p), list(t_inputs), kview, **tokens.K_QUEUE)
         restored.then(lambda n, s, show: tokens.blamed_table(root, n, s, show), [t_run, t_step, t_show], t_blamed)
     return app
 

@@ -16,6 +16,12 @@ from workbench import data
 from prime.render import colour, token_heatmap
 
 
+# One selection change (a link, a jump) fires several change events, each with the values of its
+# moment; run the redraws one at a time in the order they were fired, so the last selection paints last.
+VIEW_QUEUE = {"concurrency_id": "token-view", "concurrency_limit": 1}
+K_QUEUE = {"concurrency_id": "token-k", "concurrency_limit": 1}
+
+
 def prompt_choices(root: Path, run: str, step, show: str = "all") -> list[tuple[str, int]]:
     """The step's prompts, kept ones (with rewards) first; with `show`, only prompts that have such a response."""
     try:
@@ -208,8 +214,8 @@ def build(root: Path) -> None:
         blamed.select(on_jump, [run, step, show_filter, blamed], [prompt, sample])
         outs = [summary, heat, qplot, steps]
         for control in (prompt, sample):
-            control.change(lambda n, s, p, k: show(root, n, s, p, k), [run, step, prompt, sample], outs)
-        prompt.change(lambda n, s, p: side_by_side(root, n, s, p), [run, step, prompt], kview)
+            control.change(lambda n, s, p, k: show(root, n, s, p, k), [run, step, prompt, sample], outs, **VIEW_QUEUE)
+        prompt.change(lambda n, s, p: side_by_side(root, n, s, p), [run, step, prompt], kview, **K_QUEUE)
         go_ck.click(lambda n, s, p, k, a, b: two_checkpoints(root, n, s, p, k, a, b), [run, step, prompt, sample, ck_a, ck_b],
                     [view_a, view_b])
         return (run, step, prompt, sample), outs, kview, (show_filter, blamed)
