@@ -240,7 +240,8 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> d
     return totals
 
 
-def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index, cfg):
+def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index, cfg,
+                 texts: list[list[str]] | None = None):
     """One record row per response, kept and filtered-out alike (ARCHITECTURE.md)."""
     rows = []
     for g in groups:
@@ -254,7 +255,8 @@ def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward
             rows.append({
                 "step": step, "prompt_id": g.prompt_id, "sample_idx": k, "prompt": g.prompt, "response": g.texts[k],
                 "reference_answer": g.answer, "outcome_reward": g.outcome[k], "verifier_detail": g.detail[k],
-                "prompt_acc": g.acc, "filter_decision": g.decision, "token_ids": ids, "tokens": token_texts(tok, ids),
+                "prompt_acc": g.acc, "filter_decision": g.decision, "token_ids": ids,
+                "tokens": texts[b] if texts is not None and b is not None else token_texts(tok, ids),
                 "policy_logp_old": per_token(old_logp), "prm_logp": per_token(prm_logp), "ref_logp": per_token(ref_logp),
                 "process_reward": per_token(process_reward), "advantage": per_token(advantages),
                 "first_wrong_line": g.first_wrong[k] if g.first_wrong else None,
@@ -550,7 +552,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     kept_texts = [token_texts(tok, r) for g in kept for r in g.responses]
     localised = process_check(kept, kept_texts, unpad(raw) if use_prm else None, unpad(ref_logp))
     rows = rollout_rows(step, drawn, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
-                        unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg)
+                        unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg, kept_texts)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
     lengths = mask.sum(-1)
