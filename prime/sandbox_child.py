@@ -1,5 +1,5 @@
-"""What runs inside the sandbox (prime.sandbox) next to the model's program: it loads the
-program, then answers calls from the trusted harness (prime.harness) with plain data.
+"""What runs inside the sandbox (prime.sandbox) next to the model's program: it waits for the
+program, loads it, then answers calls from the trusted harness (prime.harness) with plain data.
 
 Standard library only; copied into the sandbox as /sandbox/child.py beside plaindata.py.
 Nothing here is trusted: the program shares this interpreter and may rewrite any of it. That
@@ -7,23 +7,45 @@ is fine, because all it can change is what comes back over the pipe, and what co
 checked outside as plain data (prime.plaindata), where the tests run.
 
 Protocol (one JSON line each way, plaindata-encoded):
+    harness -> child   {"program": source}                       (first, once)
     child -> harness   {"ready": True, "names": [...]}  or  {"ready": False, "error": ..., "message": ...}
     harness -> child   {"id": n, "name": f, "args": [...], "kwargs": {...}}
     child -> harness   {"id": n, "ok": True, "value": v}  or  {"id": n, "ok": False, "error": ..., "message": ...}
+
+The program comes over the pipe, not as a file, so that a container can be started before its
+program is known. Every module imported here is CPU that every program pays: so `posix` rather
+than `os`, and json's C scanner rather than `json` (which pulls in `re`); what the harness sends
+is always plaindata.dumps output, so the scanner needs none of json's error reporting.
 """
 
-import os
+import posix
 import sys
+from _json import make_scanner
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, sys.argv[0].rpartition("/")[0])  # -I leaves the script's own directory off sys.path
 import plaindata  # noqa: E402
 
 # the protocol keeps private copies of stdin/stdout; the program's own stdin is empty and its
 # stdout goes to stderr, so print() cannot garble the channel by accident
-proto_in = os.fdopen(os.dup(0), "rb")
-proto_out = os.fdopen(os.dup(1), "wb")
-os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-os.dup2(2, 1)
+proto_in = open(posix.dup(0), "rb")  # noqa: SIM115 - open for the life of the process
+proto_out = open(posix.dup(1), "wb")  # noqa: SIM115
+posix.dup2(posix.open("/dev/null", posix.O_RDONLY), 0)
+posix.dup2(2, 1)
+
+
+class _JsonOptions:
+    """What json's C scanner reads from its decoder: json.loads's defaults."""
+
+    strict, object_hook, object_pairs_hook = True, None, None
+    parse_float, parse_int, parse_constant = float, int, float
+
+
+_scan = make_scanner(_JsonOptions())
+
+
+def receive(line):
+    value, _ = _scan(line.decode("utf-8"), 0)
+    return plaindata.decode(value)
 
 
 def send(msg):
@@ -37,8 +59,8 @@ def failure(e):
 
 namespace = {"__name__": "solution"}  # not "__main__": a `if __name__ == "__main__":` block stays out of it
 try:
-    with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
-        exec(compile(f.read(), "main.py", "exec"), namespace)
+    program = receive(proto_in.readline())["program"]
+    exec(compile(program, "main.py", "exec"), namespace)
 except BaseException as e:  # noqa: BLE001 - whatever the program does, say so and stop
     send({"ready": False, **failure(e)})
     raise SystemExit(0)
@@ -48,7 +70,7 @@ send({"ready": True, "names": sorted(n for n, v in list(namespace.items())
 for line in proto_in:
     call_id = None
     try:
-        request = plaindata.loads(line)
+        request = receive(line)
         call_id = request["id"]
         value = namespace[request["name"]](*request["args"], **request["kwargs"])
         try:

@@ -16,6 +16,8 @@ loopback and abstract unix sockets that must see no connection, no process left 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import threading
@@ -23,9 +25,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from prime import plaindata
 from prime.harness import run_assert_tests, run_io_tests
-from prime.sandbox import Limits, leftover_processes, run_io
+from prime.sandbox import CallSession, Limits, leftover_processes, run_io
 from prime.verifiers import verify, verify_code
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
@@ -249,6 +254,67 @@ def test_standard_library_that_touches_files_and_threads_works():
 ])
 def test_plain_values_cross_exactly(value, test):
     assert verify_code("", [test], program=f"def f():\n    return {value}", limits=FAST).score == 1.0
+
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.binary(max_size=10)
+    | st.complex_numbers(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.integers() | st.text(max_size=5) | st.tuples(st.integers()), inner, max_size=3)
+    | st.frozensets(st.integers() | st.text(max_size=5), max_size=3) | st.sets(st.integers(), max_size=3),
+    max_leaves=12)
+
+
+def _same(a, b) -> bool:
+    """Equal, of the same types all the way down, NaN equal to NaN (set members and keys hold no floats)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float and math.isnan(a):
+        return math.isnan(b)
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_values)
+def test_dumps_is_json_dumps_and_loads_inverts_it(value):
+    """The C encoder called directly (no `json` import in the sandbox) against json.dumps itself."""
+    text = plaindata.dumps(value)
+    assert text == json.dumps(plaindata.encode(value), allow_nan=False, separators=(",", ":"))
+    assert text.isascii() and "\n" not in text  # one protocol line
+    assert _same(plaindata.loads(text), value) and _same(plaindata.loads(text.encode()), value)
+
+
+@pytest.mark.parametrize("line, why", [
+    ("NaN", "a bare constant is not our encoding (non-finite floats are tagged)"),
+    ('{"$float":"nan"} 1', "extra data after the value"),
+    ('{"$bytes":"AP8"}', "base64 without its padding"),
+    ('{"$bytes":"AP8=\\n"}', "base64 with a character outside the alphabet"),
+    ('{"$tuple":1}', "a tag whose body is not a list"),
+    ('{"$set":[[1]]}', "an unhashable member of a set"),
+    ('{"a":1}', "an untagged object"),
+    ('{"$code":"x"}', "an unknown tag"),
+    ("[1,", "truncated"),
+    (b"\xff", "not UTF-8"),
+    ("[" * 200 + "]" * 200, "nested deeper than MAX_DEPTH"),
+])
+def test_loads_refuses_what_dumps_never_writes(line, why):
+    with pytest.raises(plaindata.PlainDataError):
+        plaindata.loads(line)
+
+
+def test_values_cross_the_pipe_both_ways_unchanged():
+    """The child's json-free decoder and the C encoder, on values of every kind, in one session."""
+    values = [None, True, -(2 ** 100), 0.1, math.inf, -math.inf, "é\u2028\x00", b"\x00\xff" * 5, 1 - 2j, (1, (2,)),
+              {1, 2}, frozenset({"a"}), {(1, 2): [3.5, {"k": None}]}, [[[]]], {"": b""}]
+    with CallSession("def echo(x):\n    return x", FAST) as s:
+        assert s.ready, s.load_error
+        for v in values:
+            assert _same(s.call("echo", [v]), v), v
+        assert math.isnan(s.call("echo", [math.nan]))
 
 
 def test_exceptions_cross_as_builtin_types():
