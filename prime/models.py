@@ -15,6 +15,7 @@ loads three independent copies instead (as the reference implementations do), an
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -265,6 +266,42 @@ def one_numeric_path(model) -> int:
     return n
 
 
+DENSE_BUDGET_BYTES = 4 << 30
+"""dequantise_once keeps at most this many bytes of dequantised weights (smollm2-135m: 0.5 GiB)"""
+
+
+def dequantise_once(model, budget_bytes: int = DENSE_BUDGET_BYTES) -> int:
+    """On a CPU, compute every 4-bit layer with its weights dequantised once; returns how many.
+
+    bitsandbytes' CPU matmul (`gemm_4bit`, the one kernel one_numeric_path keeps) dequantises
+    the NF4 weights on every call, then runs `F.linear`; its backward dequantises them again.
+    Keeping the dequantised matrix (exactly the values those calls compute: a test checks the
+    bits) removes that work from every forward and backward: the same numbers, ~4 bytes a
+    weight more memory. The 4-bit weights stay where they are (adapters, the merged sampler
+    and checkpoints read them). Skipped on a GPU (bitsandbytes' CUDA kernels are the point
+    there) and when the copy would exceed `budget_bytes`.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    if not layers or layers[0].weight.device.type != "cpu":
+        return 0
+    dtype = layers[0].compute_dtype or torch.float32
+    dense_bytes = sum(m.weight.quant_state.shape.numel() for m in layers) * torch.finfo(dtype).bits // 8
+    if dense_bytes > budget_bytes:
+        return 0
+    for m in layers:
+        with torch.no_grad():
+            weight = bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state).to(dtype)
+        m.forward = functools.partial(_dense_linear, weight=weight, bias=m.bias)
+    return len(layers)
+
+
+def _dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Linear4bit.forward with its weights already dequantised (compute dtype in, input dtype out)."""
+    return torch.nn.functional.linear(x.to(weight.dtype), weight, None if bias is None else bias.to(weight.dtype)).to(x.dtype)
+
+
 def require_causal_lm(model_dir: Path) -> None:
     """PRIME's three roles are decoder-only LMs: refuse anything else by name, before loading."""
     from transformers import AutoConfig
@@ -319,6 +356,8 @@ class ExternalPRM:
                             "reward log(π_prm/π_ref) needs one tokenizer: pick the reference the PRM was trained from")
         self.models = {"prm": load_base(self.prm_dir, self.quant, self.device),
                        "ref": load_base(self.ref_dir, self.quant, self.device)}
+        for model in self.models.values():
+            dequantise_once(model)
         self.context_length = min(getattr(m.config, "max_position_embeddings", None) or 10**9 for m in self.models.values())
 
     def logprobs(self, role: str, batch: "Batch", grad: bool = False, chunk_rows: int = 1024) -> torch.Tensor:
@@ -395,6 +434,8 @@ class Roles:
             raise UserError(f"unknown --layout {self.layout!r}; choose shared or separate")
         self.tokenizer = load_tokenizer(self.model_dir)
         bases = [load_base(self.model_dir, self.quant, self.device) for _ in range(1 if self.layout == "shared" else 3)]
+        for base in bases:
+            dequantise_once(base)
         self.targets = tuple(self.lora.targets) or lora_targets(bases[0])
         cfg = LoraConfig(r=self.lora.r, lora_alpha=self.lora.alpha, lora_dropout=self.lora.dropout,
                          target_modules=list(self.targets), bias="none")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from prime import decoder
+
 
 def format_prompt(tokenizer, question: str, system: str | None = None) -> str:
     """The text a model sees before its answer: its chat template when it has one
@@ -38,23 +40,24 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     """Sample one response per prompt; returns response token ids, ending with EOS when the
     model stopped (a response without EOS hit the length limit).
 
-    A plain KV-cached loop over left-padded batches: on small models HF's generate() spends
-    most of its time in per-token bookkeeping, and we need none of its options.
+    A plain KV-cached loop over left-padded batches, one token per row per step, random draws
+    in the same order whichever model computes the logits. A Llama-family plain model (the
+    merged sampler) decodes with prime.decoder: no transformers call per token, each distinct
+    prompt prefilled once and its cache shared by its repeats (the K samples of a group).
+    Any other model goes through its own transformers forward (HF's generate() would spend
+    most of its time in per-token bookkeeping, and we need none of its options).
     """
-    from transformers import DynamicCache
-
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    fast = decoder.why_not(model) is None
+    weights = decoder.weights_of(model) if fast else None
     out: list[list[int]] = []
     for i in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[i : i + batch_size]
-        T = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (T - len(p)) + p for p in chunk], device=device)  # (B, T)
-        attn = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in chunk], device=device)  # (B, T)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
-                       use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
+        if fast:
+            logits, step = _fast_prefill(weights, chunk, max_new_tokens, pad, device)
+        else:
+            logits, step = _hf_prefill(model, chunk, pad, device)
         done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
         steps = []
         for _ in range(max_new_tokens):
@@ -63,10 +66,51 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
             done = done | (tok == eos)
             if done.all():
                 break
-            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
-            pos = pos[:, -1:] + 1
-            logits = model(input_ids=tok[:, None], attention_mask=attn, position_ids=pos, past_key_values=cache,
-                           use_cache=True).logits[:, -1]
+            logits = step(tok)
         for row in torch.stack(steps, dim=1).tolist():
             out.append(row[: row.index(eos) + 1] if eos in row else row)
     return out
+
+
+def _left_padded(chunk: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    T = max(len(p) for p in chunk)
+    ids = torch.tensor([[pad] * (T - len(p)) + p for p in chunk], device=device)  # (B, T)
+    attn = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in chunk], device=device)  # (B, T)
+    return ids, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+
+
+def _fast_prefill(weights, chunk, max_new_tokens, pad, device):
+    """prime.decoder: prefill each distinct prompt once, its cache shared by its repeats.
+    Returns the first logits (B, V) and the step function token (B,) -> next logits (B, V)."""
+    distinct = list(dict.fromkeys(tuple(p) for p in chunk))
+    rows = torch.tensor([distinct.index(tuple(p)) for p in chunk], device=device)  # (B,) row -> its prompt
+    ids, attn, pos = _left_padded([list(p) for p in distinct], pad, device)
+    state = decoder.KVDecoder(weights, len(chunk), ids.shape[1] + max_new_tokens, device)
+    logits = state.prefill(ids, attn, pos, rows)[rows]  # (B, V)
+    pos = pos[rows, -1]  # (B,)
+
+    def step(tok):
+        nonlocal pos
+        pos = pos + 1
+        return state.step(tok, pos)
+
+    return logits, step
+
+
+def _hf_prefill(model, chunk, pad, device):
+    """The model's own transformers forward with a DynamicCache (any family, peft or not)."""
+    from transformers import DynamicCache
+
+    ids, attn, pos = _left_padded(chunk, pad, device)
+    cache = DynamicCache()
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
+
+    def step(tok):
+        nonlocal attn, pos
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
+        pos = pos[:, -1:] + 1
+        return model(input_ids=tok[:, None], attention_mask=attn, position_ids=pos, past_key_values=cache,
+                     use_cache=True).logits[:, -1]
+
+    return logits, step

@@ -18,14 +18,26 @@ def token_texts(tokenizer, ids: list[int]) -> list[str]:
     character appears on the token that completes it, so the texts always join to the whole.
     """
     texts, prev = [], ""
-    for t in range(len(ids)):
-        cur = tokenizer.decode(ids[: t + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    for cur in _prefix_decodes(tokenizer, ids):
         if cur.startswith(prev) and "\ufffd" not in cur[len(prev):]:
             texts.append(cur[len(prev):])
             prev = cur
         else:
             texts.append("")
     return texts
+
+
+def _prefix_decodes(tokenizer, ids: list[int]) -> list[str]:
+    """decode(ids[:t+1]) for every t, without special-token skipping or space clean-up. A fast
+    tokenizer whose decode is transformers' own (TokenizersBackend._decode: the Rust decoder,
+    nothing after it when clean-up is off) decodes all prefixes in one Rust call; any other
+    one prefix at a time through its decode()."""
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    prefixes = [ids[: t + 1] for t in range(len(ids))]
+    if isinstance(tokenizer, TokenizersBackend) and type(tokenizer)._decode is TokenizersBackend._decode:
+        return tokenizer.backend_tokenizer.decode_batch(prefixes, skip_special_tokens=False)
+    return [tokenizer.decode(p, skip_special_tokens=False, clean_up_tokenization_spaces=False) for p in prefixes]
 
 
 def line_steps(texts: list[str], rewards: list[float], q: list[float]) -> list[dict]:

@@ -211,19 +211,38 @@ def advantage_stage(outcome, process_reward, mask, cfg) -> tuple[torch.Tensor, t
     return whiten(returns, mask), returns
 
 
-def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> dict:
+def old_logprobs(roles, batch, cfg) -> torch.Tensor:
+    """§7.5: log π_old on the kept rollouts, (B, T), for the rows past the first PPO mini-batch
+    (zeros on the first one's rows, which policy_stage fills from its own forward)."""
+    B, T = batch.input_ids.shape
+    rest = slice(mini_slices(B, cfg.ppo_mini_batches)[0].stop, B)
+    old_logp = torch.zeros((B, T), device=roles.device)
+    if rest.start < B:
+        old_logp[rest] = roles.logprobs("policy", sub_batch(batch, rest))
+    return old_logp
+
+
+def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> tuple[dict, torch.Tensor]:
     """§7.7: one PPO epoch over the kept rollouts in `ppo_mini_batches` mini-batches, one optimizer
     step each; within a mini-batch, micro-batches accumulate so its loss is the mean over its
-    response tokens. Logged values are token-weighted means over the epoch; grad norm the mean."""
+    response tokens. Logged values are token-weighted means over the epoch; grad norm the mean.
+
+    The first mini-batch runs on the policy that sampled (no step has been taken yet), so its own
+    forward gives π_old: its rows of `old_logp` are filled from it (detached) instead of from a
+    separate no-grad pass that would compute the same numbers (grad and no-grad forwards are
+    bit-identical: tests/test_numeric_path.py). Returns (stats, old_logp completed)."""
     n_tokens = mask.sum()
+    old_logp = old_logp.clone()
     totals = {"actor/pg_loss": 0.0, "actor/pg_clipfrac": 0.0, "actor/ppo_kl": 0.0, "actor/entropy": 0.0}
     grad_norms = []
-    for mini in mini_slices(batch.input_ids.shape[0], cfg.ppo_mini_batches):
+    for m, mini in enumerate(mini_slices(batch.input_ids.shape[0], cfg.ppo_mini_batches)):
         mini_tokens = mask[mini].sum()
         policy_opt.zero_grad(set_to_none=True)
         for sl in micro_slices(mini.stop - mini.start, cfg.micro_batch):
             sl = slice(mini.start + sl.start, mini.start + sl.stop)
             logp = roles.logprobs("policy", sub_batch(batch, sl), grad=True)
+            if m == 0:
+                old_logp[sl] = logp.detach()
             loss, stats = ppo_loss(logp, old_logp[sl], advantages[sl], mask[sl], cfg.clip_eps)
             if not torch.isfinite(loss):
                 raise TrainingFailed(f"policy loss is {loss.item()} (non-finite); lower --policy-lr")
@@ -237,7 +256,7 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> d
         grad_norms.append(torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("policy"), cfg.policy_grad_clip).item())
         policy_opt.step()
     totals["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
-    return totals
+    return totals, old_logp
 
 
 def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index, cfg,
@@ -527,9 +546,10 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
             raw = zero_last_token(raw, mask)
         process_reward = batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
 
-    # 5. old policy log-probs (the reference ones came with the PRM forward)
+    # 5. old policy log-probs (the reference ones came with the PRM forward; the first PPO
+    # mini-batch's come with its own forward in step 7)
     t = time.time()
-    old_logp = roles.logprobs("policy", batch)
+    old_logp = old_logprobs(roles, batch, cfg)
     timing["ref"] = time.time() - t
 
     # 6. advantages
@@ -539,7 +559,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
 
     # 7. PPO update of the policy
     t = time.time()
-    actor = policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt)
+    actor, old_logp = policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt)
     timing["update_actor"] = time.time() - t
 
     # 8. records: every number above, per token

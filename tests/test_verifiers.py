@@ -39,3 +39,37 @@ def test_unscorable_is_explicit_and_rewards_zero(response):
 
 def test_extract_nested_braces():
     assert extract_answer("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+
+
+INTEGER_PAIRS = [
+    ("12", "12"),  # equal
+    ("0012", "12"),  # leading zeros
+    ("-0", "0"),  # signed zero
+    ("+7", "7"),  # explicit plus sign
+    ("-15", "15"),  # sign matters
+    ("123456789012345678901234567890", "123456789012345678901234567890"),  # beyond float precision
+    ("123456789012345678901234567891", "123456789012345678901234567890"),  # differ in the last digit only
+    ("3", "4"),  # plainly different
+]
+
+
+@pytest.mark.parametrize("extracted, answer", INTEGER_PAIRS)
+def test_integer_shortcut_agrees_with_math_verify(extracted, answer):
+    """Two plain integers skip math-verify's parse (prime.verifiers.math._compare): the verdict
+    must be the one math-verify gives."""
+    from prime.verifiers.math import _compare, _compare_parsed
+
+    assert _compare.__wrapped__(extracted, answer) == _compare_parsed(extracted, answer)
+
+
+def test_integer_shortcut_agrees_on_random_integers():
+    import random
+
+    from prime.verifiers.math import _compare, _compare_parsed
+
+    rng = random.Random(0)
+    for _ in range(200):
+        a = rng.randint(-10**6, 10**6)
+        b = a if rng.random() < 0.5 else a + rng.randint(-3, 3)
+        pair = (f"{'0' * rng.randint(0, 2)}{a}" if a >= 0 else str(a), str(b))
+        assert _compare.__wrapped__(*pair) == _compare_parsed(*pair), pair

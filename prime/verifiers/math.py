@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -72,6 +73,25 @@ def verify_math(response: str, answer: str) -> Verdict:
     extracted = extract_answer(response)
     if extracted is None:
         return Verdict(None, "unscorable: no \\boxed{} answer or 'answer is' line found")
+    return _compare(extracted, answer)
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _compare(extracted: str, answer: str) -> Verdict:
+    """The verdict on one extracted answer against one reference, remembered: a group's K
+    samples share a reference and often an answer, and math-verify's parse costs ~1 ms. Two
+    plain integers compare as integers, which is what math-verify concludes for them (a test
+    checks both agree)."""
+    if _INTEGER.fullmatch(extracted) and _INTEGER.fullmatch(answer):
+        ok = int(extracted) == int(answer)
+        return Verdict(1.0 if ok else 0.0, f"extracted {extracted!r} {'==' if ok else '!='} reference {answer!r}")
+    return _compare_parsed(extracted, answer)
+
+
+def _compare_parsed(extracted: str, answer: str) -> Verdict:
     gold = parse(f"\\boxed{{{answer}}}", parsing_timeout=_timeout())
     if not gold:
         return Verdict(None, f"unscorable: reference answer {answer!r} cannot be parsed")
