@@ -16,10 +16,17 @@ The tests never enter the container: prime.harness runs them in this (trusted) p
 talks to the program over a pipe in plain data only (prime.plaindata). What runs next to the
 program is prime/sandbox_child.py. Without `bwrap`, or where it cannot create namespaces, a
 SandboxUnavailable error says what to install or enable; there is no weaker fallback.
+
+A container's start takes ~50 ms, mostly waiting (bwrap, joining the run's cgroups, the
+interpreter) rather than computing, so call-mode containers are started ahead of need (_Pool):
+each waits, with the same namespaces, mounts, limits and cgroups as any run, for the one program
+it will ever receive over its pipe, and is destroyed after that program's tests like any run.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import functools
 import importlib.util
 import itertools
@@ -326,17 +333,135 @@ def _start_call(limits: Limits) -> subprocess.Popen:
     return _start(_child_files(), [f"{INSIDE}/child.pyc"], limits)
 
 
+class _Pool:
+    """Call-mode containers started ahead of need: up to `size` waiting per Limits while
+    sessions with those limits keep coming.
+
+    Each waiting container is handed out once (popped under the lock) and destroyed after its
+    one program like any run; one that waits `idle_s` is destroyed unused, and refilling stops
+    `idle_s` after the last take. All of them are started from one long-lived thread: bwrap's
+    --die-with-parent is Linux's parent-death signal, which fires when the *thread* that started
+    the process ends, so a worker thread that finishes must not be the parent of a container
+    another thread will use. After a fork the child starts an empty pool: the containers and
+    their pipes are the parent's.
+    """
+
+    def __init__(self, size: int, idle_s: float):
+        self.size, self.idle_s = size, idle_s
+        self.waiting: dict[Limits, collections.deque] = {}  # limits -> (started at, container), oldest first
+        self.wanted: dict[Limits, float] = {}  # limits -> when a session last asked for them
+        self.busy = False  # the launcher is starting or destroying containers, outside the lock
+        self.cond = threading.Condition()
+        self.launcher: threading.Thread | None = None
+
+    def take(self, limits: Limits) -> subprocess.Popen | None:
+        """A waiting container for `limits`, never handed out before, or None; either way the
+        launcher then keeps `size` waiting for these limits."""
+        taken, dead = None, []
+        with self.cond:
+            if self.launcher is None:
+                self.launcher = threading.Thread(target=self._launch, name="prime-sandbox-pool", daemon=True)
+                self.launcher.start()
+            self.wanted[limits] = time.monotonic()
+            self.cond.notify_all()
+            queue = self.waiting.get(limits, collections.deque())
+            while taken is None and queue:
+                proc = queue.popleft()[1]
+                if proc.poll() is None:
+                    taken = proc
+                else:  # killed while it waited (the OOM killer, say): not the next program's failure
+                    dead.append(proc)
+        for proc in dead:
+            _end(proc)
+        return taken
+
+    def close(self) -> None:
+        """Destroy every waiting container and stop refilling (until the next take)."""
+        with self.cond:
+            self.wanted.clear()
+            while self.busy:  # a container being started now is in `waiting` when this ends
+                self.cond.wait()
+            left = [proc for queue in self.waiting.values() for _, proc in queue]
+            self.waiting.clear()
+        for proc in left:
+            _end(proc)
+
+    def count(self) -> int:
+        """Containers waiting now (tests)."""
+        with self.cond:
+            return sum(map(len, self.waiting.values()))
+
+    def _launch(self) -> None:
+        """The launcher thread: start what is wanted, destroy what waited too long, else sleep."""
+        while True:
+            with self.cond:
+                need, stale, wake = self._plan(time.monotonic())
+                if need is None and not stale:
+                    self.cond.wait(timeout=wake)
+                    continue
+                self.busy = True
+            for proc in stale:
+                _end(proc)
+            try:
+                started = _start_call(need) if need is not None else None
+            except Exception:  # noqa: BLE001 - sessions then start their own, and raise the error there
+                started = None
+            with self.cond:
+                if started is not None:
+                    self.waiting.setdefault(need, collections.deque()).append((time.monotonic(), started))
+                elif need is not None:  # failed: no retry until the next take
+                    self.wanted.pop(need, None)
+                self.busy = False
+                self.cond.notify_all()
+
+    def _plan(self, now: float) -> tuple[Limits | None, list[subprocess.Popen], float | None]:
+        """Under the lock: (limits to start a container for, containers to destroy, seconds
+        until something expires)."""
+        stale = []
+        for queue in self.waiting.values():
+            while queue and now - queue[0][0] > self.idle_s:
+                stale.append(queue.popleft()[1])
+        for limits, asked in list(self.wanted.items()):
+            if now - asked > self.idle_s:
+                del self.wanted[limits]
+        need = next((lim for lim in self.wanted if len(self.waiting.get(lim, ())) < self.size), None)
+        times = [*self.wanted.values(), *(queue[0][0] for queue in self.waiting.values() if queue)]
+        wake = max(0.0, min(times) + self.idle_s - now) + 0.01 if times else None
+        return need, stale, wake
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's containers (close our copies of their pipes only)."""
+        for queue in self.waiting.values():
+            for _, proc in queue:
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    stream.close()
+        self.__init__(self.size, self.idle_s)
+
+
+_pool = _Pool(size=2 * (os.cpu_count() or 1), idle_s=2.0)
+atexit.register(_pool.close)
+os.register_at_fork(after_in_child=_pool.forget_after_fork)
+
+
+def close_pool() -> None:
+    """Destroy the containers waiting for programs (tests: before counting leftover processes)."""
+    _pool.close()
+
+
 class CallSession:
     """The program loaded in a sandbox, answering calls with plain data until closed.
 
         with CallSession(program, limits) as s:
             if s.ready: value = s.call("add", [1, 2])   # raises CallFailed / SandboxEnded
+
+    The container is one the pool started ahead of need for these limits, or, when none is
+    waiting, one started here; either way no other program ever enters it.
     """
 
     def __init__(self, program: str, limits: Limits = Limits()):
         self.limits = limits
         self.deadline = time.monotonic() + limits.timeout_s
-        self.proc = _start_call(limits)
+        self.proc = _pool.take(limits) or _start_call(limits)
         self.stderr = _Tail(self.proc.stderr)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.proc.stdout, selectors.EVENT_READ)
@@ -486,7 +611,8 @@ def run_io(program: str, stdin: str, limits: Limits = Limits()) -> IoRun:
 
 
 def leftover_processes() -> list[int]:
-    """Host pids of sandboxed processes still alive (tests: there must be none after a run)."""
+    """Host pids of sandboxed processes still alive (tests: there must be none after a run).
+    Containers waiting in the pool count too: close_pool() first."""
     pids = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():

@@ -19,18 +19,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prime import plaindata
+from prime import plaindata, sandbox
 from prime.harness import run_assert_tests, run_io_tests
-from prime.sandbox import CallSession, Limits, leftover_processes, run_io
+from prime.sandbox import CallSession, Limits, close_pool, leftover_processes, run_io
 from prime.verifiers import verify, verify_code
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
@@ -195,6 +197,7 @@ def test_escapes_are_contained(host):
     assert not Path("/tmp/prime-sandbox-pwned").exists() and not Path("/usr/pwned").exists()
     assert "pwned" not in Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
     assert host["hits"] == []
+    close_pool()  # the containers still waiting for a program are sandboxed processes too
     assert leftover_processes() == []
     assert os.system("true") == 0  # the host can still start processes after the bombs
 
@@ -349,6 +352,139 @@ def test_the_prelude_is_trusted_and_wins_over_the_program():
     honest = "def find_zero(xs):\n    return 1.0"
     assert verify_code("", [test], program=cheat, prelude=prelude, entry_point="find_zero").score == 0.0
     assert verify_code("", [test], program=honest, prelude=prelude, entry_point="find_zero").score == 1.0
+
+
+# ---------------------------------------------------------------------------- containers started ahead of need
+
+FRESH = ("import builtins, os\n"
+         "seen = (sorted(os.listdir('/tmp')), hasattr(builtins, 'was_here'))\n"
+         "open('/tmp/was-here', 'w').close()\nbuiltins.was_here = True\n"
+         "def seen_before():\n    return seen\n")
+
+
+def _wait_for(condition, seconds: float = 20.0) -> bool:
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _run_cgroups() -> list[Path]:
+    """The per-run cgroups of this process that exist now (as root; none otherwise)."""
+    return [d for base in sandbox._cgroups().values() for d in base.glob(f"run-{os.getpid()}-*")]
+
+
+def test_a_container_serves_one_program_only(monkeypatch):
+    """Programs in a row and from several threads at once: each finds its container untouched
+    (nothing in /tmp, no state in the interpreter), every session has a container of its own,
+    dead after the verdict, and most came from the pool."""
+    close_pool()
+    pooled = []
+    take = sandbox._pool.take
+    monkeypatch.setattr(sandbox._pool, "take", lambda limits: pooled.append(take(limits)) or pooled[-1])
+    procs = []
+
+    def one(_):
+        with CallSession(FRESH, FAST) as s:
+            assert s.ready, s.load_error
+            procs.append(s.proc)
+            return s.call("seen_before")
+
+    seen = [one(i) for i in range(6)]
+    with ThreadPoolExecutor(4) as pool:
+        seen += list(pool.map(one, range(12)))
+    assert seen == [([], False)] * 18
+    assert len({p.pid for p in procs}) == 18 and all(p.returncode is not None for p in procs)
+    assert sum(p is not None for p in pooled) >= 9, "the pool did not serve"
+
+
+def test_a_pooled_container_is_the_same_container_as_any_run():
+    """What a program sees from a container that waited in the pool equals what it sees from a
+    fresh run: uid, hostname, rlimits, capabilities, mounts, network; as root, its cgroups hold it
+    with the run's limits."""
+    close_pool()
+    rlimits = ["CPU", "AS", "FSIZE", "NOFILE", "CORE"] + (["NPROC"] if os.geteuid() == 0 else [])  # NPROC counts the user's processes when not root
+    program = ("import os, resource, socket\n"
+               "def sees():\n"
+               f"    limits = [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in {rlimits!r}]\n"
+               "    status = [l for l in open('/proc/self/status') if l.startswith(('Cap', 'NoNewPrivs', 'Seccomp', 'Uid', 'Gid'))]\n"
+               "    mounts = sorted(l.split()[4] for l in open('/proc/self/mountinfo') if not l.split()[4].startswith('/sandbox'))\n"
+               "    net = sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:])\n"
+               "    return [os.getuid(), os.getgid(), socket.gethostname(), limits, status, mounts, net, os.getcwd()]\n")
+    fresh = run_io(program + "print(repr(sees()))", "", FAST)
+    assert fresh.reason == "ok", fresh.stderr
+    verify_code("", ["assert True"], program=program, limits=FAST)  # asks the pool for FAST containers
+    assert _wait_for(lambda: sandbox._pool.count() > 0)
+    with CallSession(program, FAST) as s:
+        assert s.ready, s.load_error
+        assert repr(s.call("sees")) == fresh.stdout.strip()
+        assert len(s.proc.cgroups) == len(sandbox._cgroups())
+        for cg in s.proc.cgroups:  # as root: the container's processes are in the run's cgroups, with its limits
+            assert (cg / "cgroup.procs").read_text().split(), cg
+            if (cg / "pids.max").exists():
+                assert int((cg / "pids.max").read_text()) == FAST.processes
+            if (cg / "memory.limit_in_bytes").exists():
+                assert int((cg / "memory.limit_in_bytes").read_text()) == (FAST.memory_mb + FAST.disk_mb) << 20
+    close_pool()
+    assert _run_cgroups() == [] and leftover_processes() == []
+
+
+def test_waiting_containers_expire_and_close_leaves_nothing(monkeypatch):
+    pool = sandbox._Pool(size=3, idle_s=0.5)
+    monkeypatch.setattr(sandbox, "_pool", pool)
+    close_pool()
+    assert pool.take(FAST) is None  # none waiting yet; now it keeps 3 waiting
+    assert _wait_for(lambda: pool.count() == 3)
+    assert _wait_for(lambda: pool.count() == 0, 5)  # no session came for 0.5 s: destroyed unused
+    assert _wait_for(lambda: leftover_processes() == [] and _run_cgroups() == [], 5)
+    pool.take(FAST)
+    assert _wait_for(lambda: pool.count() == 3)
+    pool.close()
+    assert pool.count() == 0 and leftover_processes() == [] and _run_cgroups() == []
+
+
+def test_a_waiting_container_outlives_the_thread_that_asked_for_it():
+    """The parent-death signal follows the thread that started a process: containers must be
+    started by the pool's own thread, not by a worker that may end before they are used."""
+    close_pool()
+    worker = threading.Thread(target=verify_code, args=("", TESTS), kwargs={"program": WRONG, "limits": FAST})
+    worker.start()
+    worker.join()
+    assert _wait_for(lambda: sandbox._pool.count() == sandbox._pool.size)
+    time.sleep(0.3)  # a container the worker had started would be dead by now
+    assert all(proc.poll() is None for _, proc in sandbox._pool.waiting[FAST])
+    assert verify_code("", TESTS, program="def add(a, b):\n    return a + b", limits=FAST).score == 1.0
+    close_pool()
+
+
+def test_a_container_killed_while_waiting_is_not_handed_out():
+    close_pool()
+    verify_code("", TESTS, program=WRONG, limits=FAST)
+    assert _wait_for(lambda: sandbox._pool.count() == sandbox._pool.size)
+    waiting = [proc for _, proc in sandbox._pool.waiting[FAST]]
+    for proc in waiting:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert _wait_for(lambda: all(proc.poll() is not None for proc in waiting))
+    v = verify_code("", TESTS, program="def add(a, b):\n    return a + b", limits=FAST)
+    assert v.score == 1.0, v.detail
+    close_pool()
+    assert leftover_processes() == [] and _run_cgroups() == []
+
+
+def test_a_forked_process_starts_with_an_empty_pool():
+    """The containers and their pipes are the parent's: a forked child must not hand them out."""
+    close_pool()
+    verify_code("", TESTS, program=WRONG, limits=FAST)
+    assert _wait_for(lambda: sandbox._pool.count() > 0)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if sandbox._pool.count() == 0 and not sandbox._pool.waiting else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert all(proc.poll() is None for _, proc in sandbox._pool.waiting[FAST])  # the parent's are untouched
+    assert verify_code("", TESTS, program="def add(a, b):\n    return a + b", limits=FAST).score == 1.0
+    close_pool()
 
 
 # ---------------------------------------------------------------------------- stdin / stdout tests
