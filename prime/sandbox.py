@@ -32,6 +32,7 @@ import importlib.util
 import itertools
 import marshal
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -205,20 +206,24 @@ def _user_processes() -> int:
     return n
 
 
-def _launcher(limits: Limits, cgroups: list[Path]) -> list[str]:
-    """The commands in front of bwrap: join the run's cgroups (root), then set the rlimits that
-    bwrap and everything in the sandbox inherit (prlimit, util-linux). No preexec_fn: callers
-    run sandboxes from threads."""
+def _rlimits(limits: Limits, cgroups: list[Path]) -> dict[int, tuple[int, int]]:
+    """resource -> (soft, hard): what bwrap and everything in the sandbox inherit."""
     cpu = max(1, int(limits.timeout_s + 1))
     # not root: RLIMIT_NPROC counts all of this user's processes, so allow those plus ours
     nproc = limits.processes if cgroups else _user_processes() + limits.processes
-    prlimit = [shutil.which("prlimit") or "/usr/bin/prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={limits.memory_mb << 20}",
-               f"--fsize={limits.disk_mb << 20}", f"--nofile={limits.open_files}", "--core=0", f"--nproc={nproc}", "--"]
-    if not cgroups:
-        return prlimit
-    join = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(cgroups)))
-    return ["/bin/sh", "-c", f'{join} && shift {len(cgroups)} && exec "$@"', "sh",
-            *(str(cg / "cgroup.procs") for cg in cgroups), *prlimit]
+    return {resource.RLIMIT_CPU: (cpu, cpu + 1), resource.RLIMIT_AS: (limits.memory_mb << 20,) * 2,
+            resource.RLIMIT_FSIZE: (limits.disk_mb << 20,) * 2, resource.RLIMIT_NOFILE: (limits.open_files,) * 2,
+            resource.RLIMIT_CORE: (0, 0), resource.RLIMIT_NPROC: (nproc, nproc)}
+
+
+def _launcher(cgroups: list[Path]) -> list[str]:
+    """The shell in front of bwrap: joins the run's cgroups (root), then waits for a "go" line
+    on stdin (we set its rlimits meanwhile, which bwrap and the sandbox inherit) and becomes
+    bwrap; an end of file instead (we died) ends it. `read` takes no byte past the line, so the
+    rest of stdin is the sandbox's. No preexec_fn: sandboxes start from threads."""
+    join = "".join(f'echo $$ > "${i + 1}" && ' for i in range(len(cgroups)))
+    return ["/bin/sh", "-c", f'{join}read -r go && [ "$go" = go ] && shift {len(cgroups)} && exec "$@"', "sh",
+            *(str(cg / "cgroup.procs") for cg in cgroups)]
 
 
 def _start(files: dict[str, str | bytes], argv: list[str], limits: Limits) -> subprocess.Popen:
@@ -226,7 +231,7 @@ def _start(files: dict[str, str | bytes], argv: list[str], limits: Limits) -> su
     cgroups = _make_cgroups(run_id, limits)
     fds = {name: _data_fd(text) for name, text in files.items()}
     try:
-        proc = subprocess.Popen([*_launcher(limits, cgroups), *_command(fds, argv, limits, run_id)],
+        proc = subprocess.Popen([*_launcher(cgroups), *_command(fds, argv, limits, run_id)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 pass_fds=tuple(fds.values()), start_new_session=True)
     except OSError:
@@ -236,6 +241,14 @@ def _start(files: dict[str, str | bytes], argv: list[str], limits: Limits) -> su
         for fd in fds.values():
             os.close(fd)
     proc.cgroups = cgroups
+    try:  # the shell waits for "go": nothing has started bwrap yet
+        for kind, limit in _rlimits(limits, cgroups).items():
+            resource.prlimit(proc.pid, kind, limit)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    except BaseException:
+        _end(proc)
+        raise
     return proc
 
 

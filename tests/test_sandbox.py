@@ -210,6 +210,18 @@ def test_what_a_program_sees():
     assert "PRIME_SANDBOX" in r.stdout and "PATH" in r.stdout and "HOME" in r.stdout
 
 
+def test_the_rlimits_are_the_runs():
+    """Set on the launcher before it becomes bwrap; the program inherits them, in both modes."""
+    limits = Limits(timeout_s=3.0, memory_mb=300, disk_mb=8, open_files=40, processes=12)
+    names = ["CPU", "AS", "FSIZE", "NOFILE", "CORE"] + (["NPROC"] if os.geteuid() == 0 else [])  # not root: + the user's
+    expected = [(4, 5),  # CPU seconds: deadline + 1 (soft: SIGXCPU), + 2 (hard: SIGKILL)
+                (300 << 20, 300 << 20), (8 << 20, 8 << 20), (40, 40), (0, 0), (12, 12)][:len(names)]
+    program = f"import resource\ndef limits():\n    return [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in {names!r}]\n"
+    assert run_io(program + "print(limits())", "", limits).stdout.strip() == repr(expected)
+    with CallSession(program, limits) as s:
+        assert s.call("limits") == expected
+
+
 def test_the_environment_is_not_inherited(monkeypatch):
     monkeypatch.setenv("PRIME_TEST_SECRET", "hunter2")
     assert "hunter2" not in run_io("import os\nprint(os.environ)", "", FAST).stdout
