@@ -169,6 +169,7 @@ def _cgroups() -> dict[str, Path]:
                     continue
                 base = root / "prime-sandbox"
                 base.mkdir(exist_ok=True)
+                _remove_orphans(base)
                 if v2:
                     (base / "cgroup.subtree_control").write_text(f"+{controller}")
                 found[controller] = base
@@ -179,6 +180,17 @@ def _cgroups() -> dict[str, Path]:
         raise SandboxUnavailable("running as root, the code sandbox bounds processes with the pids cgroup controller, and "
                                  "none is writable under /sys/fs/cgroup; mount it, or run as a non-root user")
     return found
+
+
+def _remove_orphans(base: Path) -> None:
+    """Remove the run cgroups of processes that ended without removing them (killed while
+    containers waited in their pool, say); their sandboxes died with them, so they are empty."""
+    for cg in base.glob("run-*"):
+        if not Path(f"/proc/{cg.name.split('-')[1]}").exists():
+            try:
+                cg.rmdir()
+            except OSError:  # not empty after all: leave it
+                pass
 
 
 def _make_cgroups(run_id: str, limits: Limits) -> list[Path]:

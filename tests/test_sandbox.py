@@ -21,6 +21,7 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -483,6 +484,21 @@ def test_a_container_killed_while_waiting_is_not_handed_out():
     assert v.score == 1.0, v.detail
     close_pool()
     assert leftover_processes() == [] and _run_cgroups() == []
+
+
+def test_run_cgroups_of_dead_processes_are_removed():
+    """A process killed while containers waited for it leaves their (empty) cgroups behind: the
+    next process to use the sandbox removes them; those of live processes stay."""
+    if not sandbox._cgroups():
+        pytest.skip("cgroups are used as root only")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for base in sandbox._cgroups().values():
+        (base / f"run-{dead.pid}-0").mkdir()
+        (base / f"run-{os.getpid()}-test").mkdir()
+        sandbox._remove_orphans(base)
+        assert not (base / f"run-{dead.pid}-0").exists() and (base / f"run-{os.getpid()}-test").exists()
+        (base / f"run-{os.getpid()}-test").rmdir()
 
 
 def test_a_forked_process_starts_with_an_empty_pool():
