@@ -217,7 +217,8 @@ def test_the_rlimits_are_the_runs():
     names = ["CPU", "AS", "FSIZE", "NOFILE", "CORE"] + (["NPROC"] if os.geteuid() == 0 else [])  # not root: + the user's
     expected = [(4, 5),  # CPU seconds: deadline + 1 (soft: SIGXCPU), + 2 (hard: SIGKILL)
                 (300 << 20, 300 << 20), (8 << 20, 8 << 20), (40, 40), (0, 0), (12, 12)][:len(names)]
-    program = f"import resource\ndef limits():\n    return [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in {names!r}]\n"
+    program = ("import resource\ndef limits():\n"
+               f"    return [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in {names!r}]\n")
     assert run_io(program + "print(limits())", "", limits).stdout.strip() == repr(expected)
     with CallSession(program, limits) as s:
         assert s.call("limits") == expected
@@ -418,12 +419,15 @@ def test_a_pooled_container_is_the_same_container_as_any_run():
     fresh run: uid, hostname, rlimits, capabilities, mounts, network; as root, its cgroups hold it
     with the run's limits."""
     close_pool()
-    rlimits = ["CPU", "AS", "FSIZE", "NOFILE", "CORE"] + (["NPROC"] if os.geteuid() == 0 else [])  # NPROC counts the user's processes when not root
+    # not root, RLIMIT_NPROC counts the user's processes at the start, which differ from run to run
+    rlimits = ["CPU", "AS", "FSIZE", "NOFILE", "CORE"] + (["NPROC"] if os.geteuid() == 0 else [])
     program = ("import os, resource, socket\n"
                "def sees():\n"
                f"    limits = [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in {rlimits!r}]\n"
-               "    status = [l for l in open('/proc/self/status') if l.startswith(('Cap', 'NoNewPrivs', 'Seccomp', 'Uid', 'Gid'))]\n"
-               "    mounts = sorted(l.split()[4] for l in open('/proc/self/mountinfo') if not l.split()[4].startswith('/sandbox'))\n"
+               "    status = [l for l in open('/proc/self/status')\n"
+               "              if l.startswith(('Cap', 'NoNewPrivs', 'Seccomp', 'Uid', 'Gid'))]\n"
+               "    mounts = sorted(l.split()[4] for l in open('/proc/self/mountinfo')\n"
+               "                    if not l.split()[4].startswith('/sandbox'))\n"
                "    net = sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:])\n"
                "    return [os.getuid(), os.getgid(), socket.gethostname(), limits, status, mounts, net, os.getcwd()]\n")
     fresh = run_io(program + "print(repr(sees()))", "", FAST)
