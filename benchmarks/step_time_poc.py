@@ -1,6 +1,7 @@
 """PoC step time and eval time: this tree against an older commit loaded from git, in one run.
 
     python benchmarks/step_time_poc.py [--old 6ad846e] [--steps 8] [--eval-n 300] [--threads 2]
+    python benchmarks/step_time_poc.py --parallel 2 --threads 1   # the study's setting: 2 runs at once
 
 The PoC setting (README, "A PoC that shows PRIME"; notebook 03 and `make demo-data` run it):
 `tiny` on `arith`, P = 16 kept prompts × K = 4, policy lr 5e-4, PRM lr 1e-4, no reward
@@ -14,6 +15,12 @@ torch thread count. Per side:
   the same) evaluated on `--eval-n` test problems as the trainer does (greedy and one sample
   each): the median of `--eval-repeats` timed calls after one warm-up call.
 It also compares the two runs' records: metrics other than times, and every rollout row.
+`--parallel N` runs N copies of each side at once (the study's way: sample_efficiency.py
+trains two runs at a time, one thread each); each copy's medians are reported.
+The FLOP floor per phase: the forward and backward FLOPs the phase cannot avoid on the run's
+own rollouts (no padding, each prompt prefilled once per group, the LM head on response
+positions only, frozen base weights get no gradient), divided by this machine's measured fp32
+matmul peak at the same thread count (benchmarks/scoring_throughput.matmul_peak_flops).
 Results: benchmarks/results/step_time_poc.json (or --out); nothing else may run meanwhile.
 """
 
@@ -33,6 +40,7 @@ from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 OUT = ROOT / "benchmarks" / "results" / "step_time_poc.json"
 PHASES = ("gen", "verify", "prm", "ref", "adv", "update_actor", "step")
 POC = dict(model="tiny", task="arith", algo="prime", prompts_per_step=16, samples_per_prompt=4, policy_lr=5e-4,
@@ -44,7 +52,7 @@ from pathlib import Path
 import torch
 import prime
 from prime.config import TrainConfig
-from prime.models import LoraSettings, Roles, resolve_model
+from prime.models import LoraSettings, Roles, default_device, resolve_model
 from prime.records import read_metrics
 from prime.tasks import load_task
 from prime.trainer import evaluate, train
@@ -56,7 +64,7 @@ t = time.perf_counter()
 train(cfg, progress=False)
 run_s = time.perf_counter() - t
 roles = Roles(resolve_model(cfg.model), lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r),
-              device=torch.device("cpu"), prm_logit_scale=1.0 + cfg.prm_sharpen)
+              device=default_device(), prm_logit_scale=1.0 + cfg.prm_sharpen)
 roles.load_adapters(Path(cfg.out) / "checkpoints" / f"step_{cfg.steps:06d}")
 rows = load_task(cfg.task, "test")[: args["eval_n"]]
 warm = evaluate(roles, rows, cfg)
@@ -78,19 +86,60 @@ def old_tree(commit: str, into: Path) -> Path:
     return into
 
 
-def run_side(tree: Path, out: Path, args) -> dict:
-    payload = {"out": str(out), "steps": args.steps, "threads": args.threads, "eval_n": args.eval_n,
-               "eval_repeats": args.eval_repeats, "poc": POC}
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(payload)], cwd=tree, env=env, capture_output=True,
-                          text=True)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        sys.exit(f"{tree}: the child failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(line.removeprefix("RESULT "))
-    if Path(result["prime"]).resolve() != (tree / "prime").resolve():
-        sys.exit(f"the child imported prime from {result['prime']}, not {tree}")
-    return result
+def run_side(tree: Path, out: Path, args) -> list[dict]:
+    """Run `--parallel` copies of one side at once (out_0, out_1, ...); their results."""
+    procs = []
+    for i in range(args.parallel):
+        payload = {"out": f"{out}_{i}", "steps": args.steps, "threads": args.threads, "eval_n": args.eval_n,
+                   "eval_repeats": args.eval_repeats, "poc": POC}
+        env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads)}
+        procs.append(subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(payload)], cwd=tree, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate()
+        line = next((l for l in stdout.splitlines() if l.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            sys.exit(f"{tree}: the child failed:\n{stderr[-3000:]}")
+        result = json.loads(line.removeprefix("RESULT "))
+        if Path(result["prime"]).resolve() != (tree / "prime").resolve():
+            sys.exit(f"the child imported prime from {result['prime']}, not {tree}")
+        results.append(result)
+    return results
+
+
+def flop_floor(run: Path) -> dict:
+    """FLOPs per phase a step cannot avoid (see the module docstring), median over the run's steps."""
+    import pandas as pd
+    from scoring_throughput import forward_flops
+
+    from prime.models import load_tokenizer, resolve_model
+    from prime.rollout import encode_prompt
+
+    config = json.loads((run / "config.json").read_text())
+    model_dir = Path(config["model"]["model_dir"])
+    hf = json.loads((model_dir / "config.json").read_text())
+    cfg = type("Config", (), {k: hf.get(k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                      "num_attention_heads", "num_key_value_heads", "vocab_size")})
+    tok = load_tokenizer(resolve_model(config["model"]["name"]))
+    r, targets = config["model"]["lora"]["r"], config["model"]["lora"]["targets"]
+    per_step = []
+    for path in sorted((run / "rollouts").glob("step_*.parquet")):
+        df = pd.read_parquet(path, columns=["prompt", "prompt_id", "token_ids", "filter_decision"])
+        prompt_len = {p: len(encode_prompt(tok, text)) for p, text in zip(df.prompt_id, df.prompt)}
+        gen = sum(forward_flops(cfg, r, targets, 1, prompt_len[p], 1, lora=False) for p in set(df.prompt_id))
+        fwd = {"plain": 0.0, "lora": 0.0}
+        for p, ids, decision in zip(df.prompt_id, df.token_ids, df.filter_decision):
+            n, L = len(ids), prompt_len[p] + len(ids)
+            gen += forward_flops(cfg, r, targets, 1, L, n, lora=False) - forward_flops(cfg, r, targets, 1, prompt_len[p], 0, lora=False)
+            if decision == "kept":
+                fwd["plain"] += forward_flops(cfg, r, targets, 1, L, n, lora=False)
+                fwd["lora"] += forward_flops(cfg, r, targets, 1, L, n, lora=True)
+        backward = 2 * fwd["lora"] - fwd["plain"]  # activation grads + the adapters' weight grads
+        per_step.append({"gen": gen, "prm": fwd["plain"] + fwd["lora"] + backward,  # ref forward, PRM forward + backward
+                         "ref": 0.0,  # pi_old comes with the first PPO forward
+                         "update_actor": fwd["lora"] + backward})
+    return {k: statistics.median(s[k] for s in per_step) for k in per_step[0]}
 
 
 def phase_medians(metrics: list[dict], first: int) -> dict:
@@ -129,6 +178,7 @@ def main() -> None:
     ap.add_argument("--eval-n", type=int, default=300)
     ap.add_argument("--eval-repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=1, help="copies of each side run at once")
     ap.add_argument("--sides", nargs="+", default=["old", "new"], choices=("old", "new"))
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -142,20 +192,31 @@ def main() -> None:
         tmp = Path(tmp)
         trees = {"old": old_tree(args.old, tmp / "old"), "new": ROOT}
         for side in args.sides:
-            r = run_side(trees[side], tmp / f"run_{side}", args)
+            copies = run_side(trees[side], tmp / f"run_{side}", args)
             result["sides"][side] = {
-                "phases_median_s": phase_medians(r["metrics"], args.first_step),
-                "step_s": [m["timing_s/step"] for m in r["metrics"] if "timing_s/step" in m],
-                "draws": [m.get("filter/draws") for m in r["metrics"]],
-                "response_length_mean": [m.get("response_length/mean") for m in r["metrics"]],
-                "run_s": r["run_s"], "eval_s": r["eval_s"], "eval_median_s": statistics.median(r["eval_s"]),
-                "eval": r["eval"]}
-            print(side, json.dumps({k: v for k, v in result["sides"][side].items() if k != "eval"}), flush=True)
+                "copies": [{"phases_median_s": phase_medians(r["metrics"], args.first_step),
+                            "step_s": [m["timing_s/step"] for m in r["metrics"] if "timing_s/step" in m],
+                            "draws": [m.get("filter/draws") for m in r["metrics"]],
+                            "response_length_mean": [m.get("response_length/mean") for m in r["metrics"]],
+                            "run_s": r["run_s"], "eval_s": r["eval_s"], "eval": r["eval"]} for r in copies]}
+            side_result = result["sides"][side]
+            side_result["phases_median_s"] = {p: statistics.median(c["phases_median_s"][p] for c in side_result["copies"])
+                                              for p in PHASES}
+            side_result["eval_median_s"] = statistics.median(t for c in side_result["copies"] for t in c["eval_s"])
+            print(side, json.dumps({"phases_median_s": side_result["phases_median_s"],
+                                    "eval_median_s": side_result["eval_median_s"]}), flush=True)
         if len(args.sides) == 2:
-            result["records"] = compare_records(tmp / "run_old", tmp / "run_new")
+            result["records"] = compare_records(tmp / "run_old_0", tmp / "run_new_0")
             o, n = result["sides"]["old"], result["sides"]["new"]
             result["step_ratio_new_over_old"] = n["phases_median_s"]["step"] / o["phases_median_s"]["step"]
             result["eval_ratio_new_over_old"] = n["eval_median_s"] / o["eval_median_s"]
+        import torch
+        from scoring_throughput import matmul_peak_flops
+
+        torch.set_num_threads(args.threads)
+        peak = max(matmul_peak_flops(torch.device("cpu"), torch.float32).values())
+        floor = flop_floor(tmp / f"run_{args.sides[-1]}_0")
+        result["flop_floor"] = {"matmul_peak_flops": peak, "flops": floor, "seconds": {k: v / peak for k, v in floor.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k not in ("sides", "setting")}, indent=1))

@@ -24,15 +24,13 @@ FAMILIES = ("llama", "mistral", "qwen2")
 optional q/k/v biases (Qwen2), SiLU-gated MLP. Mistral and Qwen2 only without a sliding window."""
 
 
-def why_not(lm) -> str | None:
-    """None when `lm` (a transformers CausalLM, not wrapped by peft) can take this decoder, else
-    the reason it cannot, for the fallback's log and the tests."""
+def why_not_family(lm) -> str | None:
+    """None when the decoder block of `lm` (a transformers CausalLM, peft-wrapped or not) is
+    Llama's, else why not."""
     config = getattr(lm, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type not in FAMILIES:
         return f"model_type {model_type!r} is not one of {FAMILIES}"
-    if hasattr(lm, "peft_config") or hasattr(lm, "get_base_model"):
-        return "a peft-wrapped model (adapters switch per call): use a merged plain model"
     if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", model_type == "mistral"):
         return "a sliding attention window"
     if getattr(config, "hidden_act", "silu") != "silu" or getattr(config, "mlp_bias", False):
@@ -41,9 +39,19 @@ def why_not(lm) -> str | None:
     rope = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
     if rotary is None or rope == "dynamic":
         return f"rope type {rope!r} (its frequencies change with the length)"
-    if any(not isinstance(getattr(lm.get_decoder().layers[0].self_attn, n, None), torch.nn.Linear)
+    return None
+
+
+def why_not(lm) -> str | None:
+    """None when `lm` (a transformers CausalLM, not wrapped by peft) can take the KV-cached
+    decoder, else the reason it cannot, for the fallback and the tests."""
+    if hasattr(lm, "peft_config") or hasattr(lm, "get_base_model"):
+        return "a peft-wrapped model (adapters switch per call): use a merged plain model"
+    if (reason := why_not_family(lm)) is not None:
+        return reason
+    if any(type(getattr(lm.get_decoder().layers[0].self_attn, n, None)) is not torch.nn.Linear
            for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
-        return "projections that are not plain nn.Linear (a quantised model): merge it first"
+        return "projections that are not plain nn.Linear (a quantised or adapted model): merge it first"
     return None
 
 
@@ -177,3 +185,117 @@ class KVDecoder:
             gate, up = F.linear(rms_norm(x, layer.norm2, w.eps), layer.gate_up).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, layer.down)
         return F.linear(rms_norm(x[:, -1], w.norm, w.eps), w.head)  # (N, V)
+
+
+# ---------------------------------------------------------------------------- whole sequences, with LoRA
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+GROUPS = (("q_proj", "k_proj", "v_proj"), ("o_proj",), ("gate_proj", "up_proj"), ("down_proj",))
+"""projections that read the same input, computed as one matmul (and their adapters as one more)"""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One decoder block of the frozen base: its norms, and per group of projections the
+    stacked (out, in) weights (dequantised once, or the plain ones) and biases."""
+
+    norm1: torch.Tensor
+    norm2: torch.Tensor
+    weight: dict[tuple[str, ...], torch.Tensor]
+    bias: dict[tuple[str, ...], torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class Base:
+    """The frozen base as plain tensors, for `hidden_states`; built once (prime.models.Roles)."""
+
+    embed: torch.Tensor
+    blocks: tuple[Block, ...]
+    norm: torch.Tensor
+    inv_freq: torch.Tensor
+    rope_scale: float
+    eps: float
+    n_heads: int
+    n_kv: int
+    head_dim: int
+
+
+def _module(layer, name: str):
+    return getattr(layer.self_attn if name in ("q_proj", "k_proj", "v_proj", "o_proj") else layer.mlp, name)
+
+
+@torch.no_grad()
+def base_of(lm, dense_weight) -> Base:
+    """The frozen base of `lm` (a transformers CausalLM whose projections peft may wrap);
+    dense_weight(module) -> the (out, in) weight a projection computes with."""
+    decoder, config = lm.get_decoder(), lm.config
+    blocks = []
+    for layer in decoder.layers:
+        base = {n: getattr(_module(layer, n), "base_layer", _module(layer, n)) for n in PROJECTIONS}
+        biases = {g: [base[n].bias for n in g] for g in GROUPS}
+        blocks.append(Block(norm1=layer.input_layernorm.weight, norm2=layer.post_attention_layernorm.weight,
+                            weight={g: torch.cat([dense_weight(base[n]) for n in g]) for g in GROUPS},
+                            bias={g: None if b[0] is None else torch.cat(b) for g, b in biases.items()}))
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return Base(embed=decoder.embed_tokens.weight, blocks=tuple(blocks), norm=decoder.norm.weight,
+                inv_freq=decoder.rotary_emb.inv_freq.float(),
+                rope_scale=float(getattr(decoder.rotary_emb, "attention_scaling", 1.0)), eps=config.rms_norm_eps,
+                n_heads=config.num_attention_heads, n_kv=config.num_key_value_heads, head_dim=head_dim)
+
+
+def adapter_of(lm, name: str) -> tuple[dict, ...]:
+    """Per block and group, adapter `name`'s LoRA factors stacked: A (g·r, in) and the
+    block-diagonal scale·B (out, g·r). Built from the live peft parameters at each call (gradients
+    flow to them; optimizer steps and loaded checkpoints show through). Every projection carries
+    the adapter (Roles takes this path only then)."""
+    out = []
+    for layer in lm.get_decoder().layers:
+        mods = {n: _module(layer, n) for n in PROJECTIONS}
+        out.append({g: (torch.cat([mods[n].lora_A[name].weight for n in g]),
+                        torch.block_diag(*[mods[n].lora_B[name].weight * mods[n].scaling[name] for n in g]))
+                    for g in GROUPS})
+    return tuple(out)
+
+
+def _project(x: torch.Tensor, block: Block, group: tuple[str, ...], adapter: dict | None) -> torch.Tensor:
+    """x·Wᵀ + b for a group of projections, plus the adapter's (x·Aᵀ)·(scale·B)ᵀ. With B = 0 (a
+    fresh adapter) the LoRA term is exactly 0: the PRM equals the reference bit for bit before
+    its first update."""
+    y = F.linear(x, block.weight[group], block.bias[group])
+    if adapter is not None:
+        A, B = adapter[group]
+        y = y + F.linear(F.linear(x, A), B)
+    return y
+
+
+def hidden_states(base: Base, adapter: tuple[dict, ...] | None, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """Final hidden states (B, T, H) of base + adapter (None: the base alone) on a padded batch.
+
+    The arithmetic of transformers' Llama forward without its per-call machinery (mask building,
+    cache objects, peft's dispatch), q/k/v and gate/up each as one matmul. A right-padded batch
+    (every row's tokens first, as prime.models.make_batch pads) needs only the causal mask: no
+    real token sees a later padding one. Left padding gets an explicit mask.
+    """
+    B, T = ids.shape
+    nh, nkv, hd = base.n_heads, base.n_kv, base.head_dim
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    freqs = pos[..., None].float() * base.inv_freq.to(ids.device)  # (B, T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = (emb.cos() * base.rope_scale)[:, None], (emb.sin() * base.rope_scale)[:, None]  # (B, 1, T, hd)
+    right_padded = bool((attn[:, 1:] <= attn[:, :-1]).all())
+    mask = None
+    if not right_padded:  # causal, real keys only; a padding query sees itself (no all -inf row)
+        eye = torch.eye(T, dtype=torch.bool, device=ids.device)
+        mask = (torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()[None] & (attn.bool()[:, None, :] | eye))[:, None]
+    qkv, o, gate_up, down = GROUPS
+    x = F.embedding(ids, base.embed)  # (B, T, H)
+    for i, block in enumerate(base.blocks):
+        a = adapter[i] if adapter else None
+        h = _project(rms_norm(x, block.norm1, base.eps), block, qkv, a)  # (B, T, (nh + 2nkv)·hd)
+        q, k, v = h.view(B, T, nh + 2 * nkv, hd).transpose(1, 2).split((nh, nkv, nkv), dim=1)
+        out = F.scaled_dot_product_attention(rotate(q, cos, sin), rotate(k, cos, sin), v, attn_mask=mask,
+                                             is_causal=mask is None, enable_gqa=nkv != nh)  # (B, nh, T, hd)
+        x = x + _project(out.transpose(1, 2).reshape(B, T, nh * hd), block, o, a)
+        gate, up = _project(rms_norm(x, block.norm2, base.eps), block, gate_up, a).chunk(2, dim=-1)
+        x = x + _project(F.silu(gate) * up, block, down, a)
+    return rms_norm(x, base.norm, base.eps)

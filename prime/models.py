@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from prime import decoder
 from prime.errors import UserError
 from prime.logprobs import token_logprobs
 
@@ -270,8 +271,9 @@ DENSE_BUDGET_BYTES = 4 << 30
 """dequantise_once keeps at most this many bytes of dequantised weights (smollm2-135m: 0.5 GiB)"""
 
 
-def dequantise_once(model, budget_bytes: int = DENSE_BUDGET_BYTES) -> int:
-    """On a CPU, compute every 4-bit layer with its weights dequantised once; returns how many.
+def dequantise_once(model, budget_bytes: int = DENSE_BUDGET_BYTES) -> dict:
+    """On a CPU, compute every 4-bit layer with its weights dequantised once; returns
+    {layer: its dequantised (out, in) weight} ({} when skipped).
 
     bitsandbytes' CPU matmul (`gemm_4bit`, the one kernel one_numeric_path keeps) dequantises
     the NF4 weights on every call, then runs `F.linear`; its backward dequantises them again.
@@ -285,16 +287,17 @@ def dequantise_once(model, budget_bytes: int = DENSE_BUDGET_BYTES) -> int:
 
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     if not layers or layers[0].weight.device.type != "cpu":
-        return 0
+        return {}
     dtype = layers[0].compute_dtype or torch.float32
     dense_bytes = sum(m.weight.quant_state.shape.numel() for m in layers) * torch.finfo(dtype).bits // 8
     if dense_bytes > budget_bytes:
-        return 0
+        return {}
+    dense = {}
     for m in layers:
         with torch.no_grad():
-            weight = bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state).to(dtype)
-        m.forward = functools.partial(_dense_linear, weight=weight, bias=m.bias)
-    return len(layers)
+            dense[m] = bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state).to(dtype)
+        m.forward = functools.partial(_dense_linear, weight=dense[m], bias=m.bias)
+    return dense
 
 
 def _dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -434,8 +437,7 @@ class Roles:
             raise UserError(f"unknown --layout {self.layout!r}; choose shared or separate")
         self.tokenizer = load_tokenizer(self.model_dir)
         bases = [load_base(self.model_dir, self.quant, self.device) for _ in range(1 if self.layout == "shared" else 3)]
-        for base in bases:
-            dequantise_once(base)
+        dense = [dequantise_once(base) for base in bases]
         self.targets = tuple(self.lora.targets) or lora_targets(bases[0])
         cfg = LoraConfig(r=self.lora.r, lora_alpha=self.lora.alpha, lora_dropout=self.lora.dropout,
                          target_modules=list(self.targets), bias="none")
@@ -448,9 +450,25 @@ class Roles:
             self.models = {"policy": get_peft_model(bases[0], cfg, adapter_name="policy"),
                            "prm": get_peft_model(bases[1], cfg, adapter_name="prm"), "ref": bases[2]}
         self._lora_params = [p for m in self.models.values() for n, p in m.named_parameters() if "lora_" in n]
+        self.plain = self._plain_path(dense[0])
         for p in self._lora_params:
             p.requires_grad_(True)
         self.context_length = getattr(self.models["ref"].config, "max_position_embeddings", None)
+
+    def _plain_path(self, dense: dict):
+        """The frozen base as plain tensors for prime.decoder.hidden_states, or None where the
+        roles compute through peft and transformers instead: another family, three separate
+        copies, dropout in the adapters, adapters on only some projections, or 4-bit weights not
+        dequantised (a GPU, a large model)."""
+        import bitsandbytes as bnb
+
+        lm = self.causal_lm(self.shared) if self.shared is not None else None
+        if lm is None or self.lora.dropout or decoder.why_not_family(lm) or set(self.targets) != set(decoder.PROJECTIONS):
+            return None
+        layers = [getattr(m, "base_layer", m) for m in lm.modules() if hasattr(m, "base_layer")]
+        if any(isinstance(m, bnb.nn.Linear4bit) and m not in dense for m in layers):
+            return None
+        return decoder.base_of(lm, lambda m: dense[m] if m in dense else m.weight)
 
     # -- switching
     @contextlib.contextmanager
@@ -489,9 +507,22 @@ class Roles:
         Position ids follow the attention mask, so left and right padding agree. The LM head
         runs only on response positions, a chunk of rows at a time (prime.logprobs).
         """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
         scale = self.prm_logit_scale if role == "prm" else 1.0
-        with self.role(role) as model, torch.set_grad_enabled(grad):
-            return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows, scale)
+        if self.plain is None:
+            with self.role(role) as model, torch.set_grad_enabled(grad):
+                return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows, scale)
+        # a Llama-family base in plain tensors: the same arithmetic without peft's and transformers'
+        # per-call machinery (prime.decoder.hidden_states); the adapter's live parameters
+        lm = self.causal_lm(self.shared)
+        adapter = None if role == "ref" else decoder.adapter_of(lm, role)
+        ids, attn, resp = (t.to(self.device) for t in (batch.input_ids, batch.attention_mask, batch.response_mask))
+        head = output_head(lm)
+        if scale != 1.0:
+            plain, head = head, lambda h: plain(h) * scale
+        with torch.set_grad_enabled(grad):
+            return token_logprobs(decoder.hidden_states(self.plain, adapter, ids, attn), head, ids, resp, chunk_rows)
 
     # -- a fast sampler
     def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:
@@ -579,4 +610,5 @@ class Roles:
     def describe(self) -> dict:
         return {"model_dir": str(self.model_dir), "quant": self.quant, "layout": self.layout,
                 "lora": asdict(self.lora) | {"targets": list(self.targets)}, "device": str(self.device),
-                "model_type": getattr(self.causal_lm(self.models["ref"]).config, "model_type", None)}
+                "model_type": getattr(self.causal_lm(self.models["ref"]).config, "model_type", None),
+                "forward": "plain" if self.plain is not None else "transformers"}

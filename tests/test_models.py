@@ -59,7 +59,7 @@ def test_adapter_switching_and_prm_step(micro_model_dir):
     base_bytes = {n: p.detach().clone() for n, p in roles.shared.named_parameters() if "lora_" not in n}
     policy0, ref0 = roles.logprobs("policy", batch), roles.logprobs("ref", batch)
     plain = Roles.__new__(Roles)  # the base without peft: what "adapters disabled" must equal
-    plain.device, plain.layout, plain._lora_params = torch.device("cpu"), "separate", []
+    plain.device, plain.layout, plain._lora_params, plain.plain = torch.device("cpu"), "separate", [], None
     plain.models = {"ref": load_base(micro_model_dir, "4bit", torch.device("cpu"))}
     torch.testing.assert_close(roles.logprobs("ref", batch), plain.logprobs("ref", batch))
 
