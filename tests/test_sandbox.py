@@ -449,12 +449,12 @@ def test_a_pooled_container_is_the_same_container_as_any_run():
 
 
 def test_waiting_containers_expire_and_close_leaves_nothing(monkeypatch):
-    pool = sandbox._Pool(size=3, idle_s=0.5)
+    pool = sandbox._Pool(size=3, idle_s=1.0)
     monkeypatch.setattr(sandbox, "_pool", pool)
     close_pool()
     assert pool.take(FAST) is None  # none waiting yet; now it keeps 3 waiting
     assert _wait_for(lambda: pool.count() == 3)
-    assert _wait_for(lambda: pool.count() == 0, 5)  # no session came for 0.5 s: destroyed unused
+    assert _wait_for(lambda: pool.count() == 0, 5)  # no session came for 1 s: destroyed unused
     assert _wait_for(lambda: leftover_processes() == [] and _run_cgroups() == [], 5)
     pool.take(FAST)
     assert _wait_for(lambda: pool.count() == 3)
