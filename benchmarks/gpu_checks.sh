@@ -7,7 +7,10 @@
 #      by no-grad forwards, merged sampler ≈ the bf16 4-bit policy (issue 12)
 #   2. a 5-step smollm2-135m PRIME run on GSM8K (issue 12)
 #   3. scoring throughput and step time against TRL (issue 6)
-# Not run yet: no device has been lent to this project's tasks so far.
+#   4. the PoC step (tiny, P = 16 × K = 4) and its eval, this tree against 6ad846e, and the
+#      smollm2-135m step of 3. (issue 20); on CUDA the 4-bit base stays packed (no dequantise-once,
+#      no plain-torch forward: peft + bitsandbytes' kernels), the sampler is the merged copy
+# Not run yet: no device has been lent to this project's tasks so far (issue 20: still not drawn).
 set -euo pipefail
 out=${OUT:-benchmarks/results/gpu}
 mkdir -p "$out"
@@ -21,3 +24,5 @@ timeout 240 prime train --model smollm2-135m --task gsm8k --steps 5 --prompts-pe
 tail -3 "$out/smollm2_gsm8k_5steps/metrics.jsonl"
 timeout 120 python benchmarks/scoring_throughput.py --repeats 10 --out "$out/scoring_throughput_cuda.json"
 timeout 200 python benchmarks/step_time_trl.py --prompts 16 --k 4 --max-new 256 --steps 4 --out "$out/step_time_trl_cuda.json"
+prime models build tiny > /dev/null
+timeout 150 python benchmarks/step_time_poc.py --eval-repeats 2 --out "$out/step_time_poc_cuda.json" | tail -4

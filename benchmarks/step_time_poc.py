@@ -214,7 +214,8 @@ def main() -> None:
         from scoring_throughput import matmul_peak_flops
 
         torch.set_num_threads(args.threads)
-        peak = max(matmul_peak_flops(torch.device("cpu"), torch.float32).values())
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        peak = max(matmul_peak_flops(device, torch.bfloat16 if device.type == "cuda" else torch.float32).values())
         floor = flop_floor(tmp / f"run_{args.sides[-1]}_0")
         result["flop_floor"] = {"matmul_peak_flops": peak, "flops": floor, "seconds": {k: v / peak for k, v in floor.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -162,6 +162,10 @@ class KVDecoder:
         self.length += 1
         return self._run(tok[:, None], pos[:, None], self.key_bias[:, None, None, : self.length], None)
 
+    def keep(self, index: torch.Tensor) -> None:
+        """Only rows `index` (b,) go on decoding (rows that stopped leave the batch)."""
+        self.k, self.v, self.key_bias = self.k[:, index], self.v[:, index], self.key_bias[index]
+
     def _run(self, ids, pos, bias, rows) -> torch.Tensor:
         """ids (N, S) at cache positions length-S..length, bias (N, 1, S, S') added to the scores.
         rows None: N = B, attention over the cache. Else: attention within ids, then the cache
@@ -173,8 +177,8 @@ class KVDecoder:
         x = F.embedding(ids, w.embed)  # (N, S, H)
         for i, layer in enumerate(w.layers):
             qkv = F.linear(rms_norm(x, layer.norm1, w.eps), layer.qkv, layer.qkv_bias)  # (N, S, (nh + 2nkv)·hd)
-            q, k, v = qkv.view(N, S, nh + 2 * nkv, hd).transpose(1, 2).split((nh, nkv, nkv), dim=1)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            qk, v = qkv.view(N, S, nh + 2 * nkv, hd).transpose(1, 2).split((nh + nkv, nkv), dim=1)
+            q, k = rotate(qk, cos, sin).split((nh, nkv), dim=1)  # q and k heads rotated in one go
             if rows is None:
                 self.k[i, :, :, start:end], self.v[i, :, :, start:end] = k, v
                 k, v = self.k[i, :, :, :end], self.v[i, :, :, :end]
@@ -292,9 +296,10 @@ def hidden_states(base: Base, adapter: tuple[dict, ...] | None, ids: torch.Tenso
     for i, block in enumerate(base.blocks):
         a = adapter[i] if adapter else None
         h = _project(rms_norm(x, block.norm1, base.eps), block, qkv, a)  # (B, T, (nh + 2nkv)·hd)
-        q, k, v = h.view(B, T, nh + 2 * nkv, hd).transpose(1, 2).split((nh, nkv, nkv), dim=1)
-        out = F.scaled_dot_product_attention(rotate(q, cos, sin), rotate(k, cos, sin), v, attn_mask=mask,
-                                             is_causal=mask is None, enable_gqa=nkv != nh)  # (B, nh, T, hd)
+        qk, v = h.view(B, T, nh + 2 * nkv, hd).transpose(1, 2).split((nh + nkv, nkv), dim=1)
+        q, k = rotate(qk, cos, sin).split((nh, nkv), dim=1)  # q and k heads rotated in one go
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                             enable_gqa=nkv != nh)  # (B, nh, T, hd)
         x = x + _project(out.transpose(1, 2).reshape(B, T, nh * hd), block, o, a)
         gate, up = _project(rms_norm(x, block.norm2, base.eps), block, gate_up, a).chunk(2, dim=-1)
         x = x + _project(F.silu(gate) * up, block, down, a)

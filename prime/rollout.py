@@ -36,7 +36,7 @@ def _next_token(logits: torch.Tensor, temperature: float, top_p: float, greedy: 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-             top_p: float = 1.0, greedy: bool = False, batch_size: int = 256) -> list[list[int]]:
+             top_p: float = 1.0, greedy: bool = False, batch_size: int = 512) -> list[list[int]]:
     """Sample one response per prompt; returns response token ids, ending with EOS when the
     model stopped (a response without EOS hit the length limit).
 
@@ -45,7 +45,10 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     merged sampler) decodes with prime.decoder: no transformers call per token, each distinct
     prompt prefilled once and its cache shared by its repeats (the K samples of a group).
     Any other model goes through its own transformers forward (HF's generate() would spend
-    most of its time in per-token bookkeeping, and we need none of its options).
+    most of its time in per-token bookkeeping, and we need none of its options). Greedy
+    decoding with prime.decoder drops rows as they stop (_greedy_shrinking). `batch_size`
+    rows decode at once (an eval of 300 problems in one batch: a second, smaller batch would
+    cost as many sequential steps as the first).
     """
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -54,8 +57,12 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     out: list[list[int]] = []
     for i in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[i : i + batch_size]
+        if fast and greedy:
+            out += _greedy_shrinking(weights, chunk, max_new_tokens, eos, pad, device)
+            continue
         if fast:
-            logits, step = _fast_prefill(weights, chunk, max_new_tokens, pad, device)
+            logits, state, last = _fast_prefill(weights, chunk, max_new_tokens, pad, device)
+            step = _fast_steps(state, last)
         else:
             logits, step = _hf_prefill(model, chunk, pad, device)
         done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
@@ -72,6 +79,43 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     return out
 
 
+def _greedy_shrinking(weights, chunk, max_new_tokens, eos, pad, device) -> list[list[int]]:
+    """Greedy decoding with prime.decoder, rows leaving the batch as they stop. Greedy needs no
+    random draws, so which rows share a step changes nothing; once a quarter of the running
+    rows has stopped, their cache rows are dropped and later steps compute only the others."""
+    logits, state, pos = _fast_prefill(weights, chunk, max_new_tokens, pad, device)
+    rows = torch.arange(len(chunk), device=device)  # (b,) the chunk row of each running row
+    tokens = torch.full((len(chunk), max_new_tokens), pad, dtype=torch.long, device=device)
+    running = torch.ones(len(chunk), dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        tok = torch.where(running, logits.argmax(-1), pad)
+        tokens[rows, t] = tok
+        running = running & (tok != eos)
+        n = int(running.sum())
+        if n == 0:
+            break
+        if n <= 0.75 * len(rows):
+            keep = running.nonzero().squeeze(1)
+            state.keep(keep)
+            rows, pos, tok, running = rows[keep], pos[keep], tok[keep], running[keep]
+        pos = pos + 1
+        logits = state.step(tok, pos)
+    return [r[: r.index(eos) + 1] if eos in r else r for r in tokens.tolist()]  # rows without EOS ran every step
+
+
+def _fast_steps(state, last: torch.Tensor):
+    """The sampling loop's step for prime.decoder: token (B,) -> next logits (B, V); the n-th
+    new token of a row sits at its last prompt position + n."""
+    n = 0
+
+    def step(tok):
+        nonlocal n
+        n += 1
+        return state.step(tok, last + n)
+
+    return step
+
+
 def _left_padded(chunk: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     T = max(len(p) for p in chunk)
     ids = torch.tensor([[pad] * (T - len(p)) + p for p in chunk], device=device)  # (B, T)
@@ -81,20 +125,13 @@ def _left_padded(chunk: list[list[int]], pad: int, device) -> tuple[torch.Tensor
 
 def _fast_prefill(weights, chunk, max_new_tokens, pad, device):
     """prime.decoder: prefill each distinct prompt once, its cache shared by its repeats.
-    Returns the first logits (B, V) and the step function token (B,) -> next logits (B, V)."""
+    Returns the first logits (B, V), the decoder state and each row's last position (B,)."""
     distinct = list(dict.fromkeys(tuple(p) for p in chunk))
     rows = torch.tensor([distinct.index(tuple(p)) for p in chunk], device=device)  # (B,) row -> its prompt
     ids, attn, pos = _left_padded([list(p) for p in distinct], pad, device)
     state = decoder.KVDecoder(weights, len(chunk), ids.shape[1] + max_new_tokens, device)
     logits = state.prefill(ids, attn, pos, rows)[rows]  # (B, V)
-    pos = pos[rows, -1]  # (B,)
-
-    def step(tok):
-        nonlocal pos
-        pos = pos + 1
-        return state.step(tok, pos)
-
-    return logits, step
+    return logits, state, pos[rows, -1]
 
 
 def _hf_prefill(model, chunk, pad, device):
