@@ -104,21 +104,29 @@ def weights_of(lm) -> Weights:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """LlamaRMSNorm, in the order transformers computes it."""
-    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    """LlamaRMSNorm: weight · x / sqrt(mean(x²) + eps), as one op."""
+    return F.rms_norm(x, weight.shape, weight, eps)
 
 
 def rope_table(w: Weights, n_positions: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (n_positions, hd) exactly as LlamaRotaryEmbedding computes them per position."""
+    """cos, sin (n_positions, hd) as LlamaRotaryEmbedding computes them per position, with the
+    sign of rotate_half folded into sin (see `rotate`)."""
     freqs = torch.arange(n_positions, device=device).float()[:, None] * w.inv_freq.to(device)[None, :]
+    return _cos_sin(freqs, w.rope_scale)
+
+
+def _cos_sin(freqs: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(…, hd/2) frequencies × positions -> cos, signed sin (…, hd): sin's first half negated."""
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos() * w.rope_scale, emb.sin() * w.rope_scale
+    half = freqs.shape[-1]
+    sign = torch.cat((-torch.ones(half, device=freqs.device), torch.ones(half, device=freqs.device)))
+    return emb.cos() * scale, emb.sin() * scale * sign
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, h, S, hd) rotated by RoPE; cos, sin (B, 1, S, hd)."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE of x (B, h, S, hd): x·cos + rotate_half(x)·sin, where rotate_half(x) = (−x₂, x₁) is
+    the halves swapped (a roll) times the sign folded into signed_sin (B, 1, S, hd)."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
@@ -283,9 +291,8 @@ def hidden_states(base: Base, adapter: tuple[dict, ...] | None, ids: torch.Tenso
     B, T = ids.shape
     nh, nkv, hd = base.n_heads, base.n_kv, base.head_dim
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    freqs = pos[..., None].float() * base.inv_freq.to(ids.device)  # (B, T, hd/2)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = (emb.cos() * base.rope_scale)[:, None], (emb.sin() * base.rope_scale)[:, None]  # (B, 1, T, hd)
+    cos, sin = _cos_sin(pos[..., None].float() * base.inv_freq.to(ids.device), base.rope_scale)  # (B, T, hd)
+    cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hd)
     right_padded = bool((attn[:, 1:] <= attn[:, :-1]).all())
     mask = None
     if not right_padded:  # causal, real keys only; a padding query sees itself (no all -inf row)

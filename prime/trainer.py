@@ -142,10 +142,6 @@ def fit_context(rows: list[dict], tok, context: int | None, max_new_tokens: int,
     return out
 
 
-def micro_slices(B: int, size: int):
-    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
-
-
 def mini_slices(B: int, n: int) -> list[slice]:
     """Rows 0..B split in order into n near-equal contiguous mini-batches (the last ones may be
     one row shorter; none is empty)."""
@@ -154,8 +150,30 @@ def mini_slices(B: int, n: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
-def sub_batch(batch, sl: slice):
-    return type(batch)(batch.input_ids[sl], batch.attention_mask[sl], batch.response_mask[sl])
+def micro_batches(batch, rows: slice, size: int) -> list[torch.Tensor]:
+    """The rows of `rows` in micro-batches of at most `size`, shortest rows first, so that each
+    micro-batch, cut to its own longest row (`cut`), carries little padding. Which rows share a
+    micro-batch changes nothing but float rounding: their gradients add up in the mini-batch."""
+    index = torch.arange(rows.start, rows.stop)
+    index = index[batch.attention_mask[index].sum(-1).argsort(stable=True)]
+    return [part for part in index.split(size) if len(part)]
+
+
+def cut(batch, index: torch.Tensor):
+    """Rows `index` of a right-padded batch, without the columns after their longest row's last
+    token. Returns (batch, width): its log-probs fill columns [:width] of the rows' full width."""
+    width = int(batch.attention_mask[index].sum(-1).max())
+    return type(batch)(batch.input_ids[index, :width], batch.attention_mask[index, :width],
+                       batch.response_mask[index, :width]), width
+
+
+def scored(roles, role: str, batch, rows: slice, size: int) -> torch.Tensor:
+    """No-grad log π_role on rows `rows` of the batch, (B, T), zero on other rows and padding."""
+    out = torch.zeros(batch.input_ids.shape, device=roles.device)
+    for index in micro_batches(batch, rows, size):
+        part, width = cut(batch, index)
+        out[index, :width] = roles.logprobs(role, part)
+    return out
 
 
 def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -168,29 +186,28 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     """
     K, B = cfg.samples_per_prompt, batch.input_ids.shape[0]
     update = cfg.algo == "prime" and cfg.prm == "online"
-    ref_logp = roles.logprobs("ref", batch)
+    ref_logp = scored(roles, "ref", batch, slice(0, B), cfg.micro_batch)
     if cfg.algo == "rloo":  # outcome only: no PRM forward (its log-probs would go unused)
         return None, ref_logp, {"reward_model/ref_ll_pairwise_acc": pairwise_accuracy((ref_logp * mask).sum(-1), outcome, K).item()}
-    prm_parts, loss_total, grad_norms = [], 0.0, []
+    prm_logp, loss_total, grad_norms = torch.zeros_like(ref_logp), 0.0, []
     for mini in mini_slices(B, cfg.prm_mini_batches if update else 1):
         n_mini = mini.stop - mini.start
         if update:
             prm_opt.zero_grad(set_to_none=True)
-        for sl in micro_slices(n_mini, cfg.micro_batch):
-            sl = slice(mini.start + sl.start, mini.start + sl.stop)
-            prm_logp = roles.logprobs("prm", sub_batch(batch, sl), grad=update)
+        for index in micro_batches(batch, mini, cfg.micro_batch):
+            part, width = cut(batch, index)
+            logp = roles.logprobs("prm", part, grad=update)  # (b, width)
             if update:
-                seq_reward = cfg.beta * ((prm_logp - ref_logp[sl]) * mask[sl]).sum(-1)  # (b,) r_φ(y)
-                loss = prm_ce_loss(seq_reward, outcome[sl]) * (prm_logp.shape[0] / n_mini)
+                seq_reward = cfg.beta * ((logp - ref_logp[index, :width]) * mask[index, :width]).sum(-1)  # (b,) r_φ(y)
+                loss = prm_ce_loss(seq_reward, outcome[index]) * (len(index) / n_mini)
                 if not torch.isfinite(loss):
                     raise TrainingFailed(f"PRM loss is {loss.item()} (non-finite); lower --prm-lr or check the data")
                 loss.backward()
                 loss_total += loss.item() * n_mini / B
-            prm_parts.append(prm_logp.detach())
+            prm_logp[index, :width] = logp.detach()
         if update:
             grad_norms.append(torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("prm"), cfg.prm_grad_clip).item())
             prm_opt.step()
-    prm_logp = torch.cat(prm_parts)
     seq_reward = cfg.beta * ((prm_logp - ref_logp) * mask).sum(-1)
     stats = {"reward_model/dpo_acc_before": pairwise_accuracy(seq_reward, outcome, K).item(),
              "reward_model/ref_ll_pairwise_acc": pairwise_accuracy((ref_logp * mask).sum(-1), outcome, K).item(),
@@ -198,7 +215,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     if update:
         stats |= {"reward_model/loss": loss_total, "reward_model/grad_norm": sum(grad_norms) / len(grad_norms)}
         if cfg.prm_update == "double":
-            prm_logp = roles.logprobs("prm", batch)
+            prm_logp = scored(roles, "prm", batch, slice(0, B), cfg.micro_batch)
     return prm_logp, ref_logp, stats
 
 
@@ -214,12 +231,8 @@ def advantage_stage(outcome, process_reward, mask, cfg) -> tuple[torch.Tensor, t
 def old_logprobs(roles, batch, cfg) -> torch.Tensor:
     """§7.5: log π_old on the kept rollouts, (B, T), for the rows past the first PPO mini-batch
     (zeros on the first one's rows, which policy_stage fills from its own forward)."""
-    B, T = batch.input_ids.shape
-    rest = slice(mini_slices(B, cfg.ppo_mini_batches)[0].stop, B)
-    old_logp = torch.zeros((B, T), device=roles.device)
-    if rest.start < B:
-        old_logp[rest] = roles.logprobs("policy", sub_batch(batch, rest))
-    return old_logp
+    B = batch.input_ids.shape[0]
+    return scored(roles, "policy", batch, slice(mini_slices(B, cfg.ppo_mini_batches)[0].stop, B), cfg.micro_batch)
 
 
 def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> tuple[dict, torch.Tensor]:
@@ -238,21 +251,22 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> t
     for m, mini in enumerate(mini_slices(batch.input_ids.shape[0], cfg.ppo_mini_batches)):
         mini_tokens = mask[mini].sum()
         policy_opt.zero_grad(set_to_none=True)
-        for sl in micro_slices(mini.stop - mini.start, cfg.micro_batch):
-            sl = slice(mini.start + sl.start, mini.start + sl.stop)
-            logp = roles.logprobs("policy", sub_batch(batch, sl), grad=True)
+        for index in micro_batches(batch, mini, cfg.micro_batch):
+            part, width = cut(batch, index)
+            logp = roles.logprobs("policy", part, grad=True)  # (b, width)
             if m == 0:
-                old_logp[sl] = logp.detach()
-            loss, stats = ppo_loss(logp, old_logp[sl], advantages[sl], mask[sl], cfg.clip_eps)
+                old_logp[index, :width] = logp.detach()
+            old, adv, tokens = old_logp[index, :width], advantages[index, :width], mask[index, :width]
+            loss, stats = ppo_loss(logp, old, adv, tokens, cfg.clip_eps)
             if not torch.isfinite(loss):
                 raise TrainingFailed(f"policy loss is {loss.item()} (non-finite); lower --policy-lr")
-            (loss * (mask[sl].sum() / mini_tokens)).backward()
-            weight = (mask[sl].sum() / n_tokens).item()
+            (loss * (tokens.sum() / mini_tokens)).backward()
+            weight = (tokens.sum() / n_tokens).item()
             totals["actor/pg_loss"] += loss.item() * weight
             totals["actor/pg_clipfrac"] += stats["pg_clipfrac"] * weight
             totals["actor/ppo_kl"] += stats["ppo_kl"] * weight
             # Monte-Carlo entropy: mean −log π of the sampled tokens (no full-vocabulary pass).
-            totals["actor/entropy"] += (-(old_logp[sl] * mask[sl]).sum() / n_tokens).item()
+            totals["actor/entropy"] += (-(old * tokens).sum() / n_tokens).item()
         grad_norms.append(torch.nn.utils.clip_grad_norm_(roles.adapter_parameters("policy"), cfg.policy_grad_clip).item())
         policy_opt.step()
     totals["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)

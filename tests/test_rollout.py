@@ -25,3 +25,17 @@ def test_sampling_follows_the_distribution():
     torch.testing.assert_close(counts, torch.tensor([0.1, 0.2, 0.7]), atol=0.015, rtol=0)
     # top_p = 0.6: the most likely token (0.7) alone reaches it
     assert (_next_token(logits[:100], 1.0, 0.6, False) == 2).all()
+
+
+def test_sampling_never_draws_an_impossible_token():
+    """Inverse-CDF sampling: tokens of probability 0 (masked logits, nucleus-truncated ones) are
+    never drawn, whatever the uniform draw, and every row draws from its own distribution."""
+    torch.manual_seed(0)
+    logits = torch.full((4000, 6), float("-inf"))
+    logits[:, 2], logits[:, 4] = 0.0, 1.0  # only 2 and 4 possible, 4 with e/(1+e) ≈ 0.731
+    logits[:2000, 4] = float("-inf")  # the first half: only 2
+    tok = _next_token(logits, 1.0, 1.0, False)
+    assert set(tok[:2000].tolist()) == {2}
+    assert set(tok[2000:].tolist()) <= {2, 4}
+    assert abs((tok[2000:] == 4).float().mean().item() - 0.7311) < 0.03
+    assert set(_next_token(logits[2000:], 1.0, 0.5, False).tolist()) == {4}  # top_p 0.5: the likelier alone
