@@ -172,7 +172,12 @@ class KVDecoder:
 
     def keep(self, index: torch.Tensor) -> None:
         """Only rows `index` (b,) go on decoding (rows that stopped leave the batch)."""
-        self.k, self.v, self.key_bias = self.k[:, index], self.v[:, index], self.key_bias[index]
+        def rows(cache):  # only the positions written so far are copied
+            kept = cache.new_empty((cache.shape[0], len(index), *cache.shape[2:]))
+            kept[:, :, :, : self.length] = cache[:, index, :, : self.length]
+            return kept
+
+        self.k, self.v, self.key_bias = rows(self.k), rows(self.v), self.key_bias[index]
 
     def _run(self, ids, pos, bias, rows) -> torch.Tensor:
         """ids (N, S) at cache positions length-S..length, bias (N, 1, S, S') added to the scores.
