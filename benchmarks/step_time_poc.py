@@ -10,7 +10,9 @@ Each side runs in a child process of its own (the old one from `git archive <old
 `prime` package first on sys.path), one after the other, never at the same time, with the same
 torch thread count. Per side:
 - an `--steps`-step run; the step time is the median of `timing_s/step` over steps 3..N, and
-  each phase (`timing_s/gen`, `verify`, `prm`, `ref`, `update_actor`) likewise;
+  each phase (`timing_s/gen`, `verify`, `prm`, `ref`, `update_actor`) likewise, and sampling
+  per draw (the two runs' random streams differ, so they draw more or less often; the ratio
+  is also given with the new step re-costed at the old run's mean number of draws);
 - then the policy of the last checkpoint (the same weights on both sides when the records are
   the same) evaluated on `--eval-n` test problems as the trainer does (greedy and one sample
   each): the median of `--eval-repeats` timed calls after one warm-up call.
@@ -143,8 +145,14 @@ def flop_floor(run: Path) -> dict:
 
 
 def phase_medians(metrics: list[dict], first: int) -> dict:
+    """Median seconds of each phase over steps first..N, and of sampling per draw: the filter
+    draws again until P prompts are kept, so a step's sampling time is (draws × a draw's), and
+    two runs of different random streams draw different numbers of times."""
     steps = [m for m in metrics if m.get("step", 0) >= first and "timing_s/step" in m]
-    return {p: statistics.median(m.get(f"timing_s/{p}", 0.0) for m in steps) for p in PHASES}
+    out = {p: statistics.median(m.get(f"timing_s/{p}", 0.0) for m in steps) for p in PHASES}
+    out["gen_per_draw"] = statistics.median(m["timing_s/gen"] / m["filter/draws"] for m in steps)
+    out["draws_mean"] = statistics.mean(m["filter/draws"] for m in steps)
+    return out
 
 
 def compare_records(a: Path, b: Path) -> dict:
@@ -201,7 +209,7 @@ def main() -> None:
                             "run_s": r["run_s"], "eval_s": r["eval_s"], "eval": r["eval"]} for r in copies]}
             side_result = result["sides"][side]
             side_result["phases_median_s"] = {p: statistics.median(c["phases_median_s"][p] for c in side_result["copies"])
-                                              for p in PHASES}
+                                              for p in (*PHASES, "gen_per_draw", "draws_mean")}
             side_result["eval_median_s"] = statistics.median(t for c in side_result["copies"] for t in c["eval_s"])
             print(side, json.dumps({"phases_median_s": side_result["phases_median_s"],
                                     "eval_median_s": side_result["eval_median_s"]}), flush=True)
@@ -209,6 +217,10 @@ def main() -> None:
             result["records"] = compare_records(tmp / "run_old_0", tmp / "run_new_0")
             o, n = result["sides"]["old"], result["sides"]["new"]
             result["step_ratio_new_over_old"] = n["phases_median_s"]["step"] / o["phases_median_s"]["step"]
+            # the new step as if it had drawn as often as the old run did (sampling is per draw)
+            on, nn = o["phases_median_s"], n["phases_median_s"]
+            same_draws = nn["step"] - nn["gen"] + nn["gen_per_draw"] * on["draws_mean"]
+            result["step_ratio_new_over_old_at_old_draws"] = same_draws / on["step"]
             result["eval_ratio_new_over_old"] = n["eval_median_s"] / o["eval_median_s"]
         import torch
         from scoring_throughput import matmul_peak_flops

@@ -124,3 +124,56 @@ def test_merged_sampler_equals_the_4bit_policy(micro_model_dir):
     expected = roles.logprobs("policy", batch)[:, 1:]
     m = batch.response_mask[:, 1:].bool()
     torch.testing.assert_close(logp[m], expected[m], atol=1e-4, rtol=1e-4)
+
+
+def test_dequantised_once_gives_the_kernels_bits(micro_model_dir):
+    """prime.models.dequantise_once: every 4-bit layer computes the same bits as bitsandbytes'
+    own kernel (dequantise, then matmul), forward and backward."""
+    import bitsandbytes as bnb
+
+    from prime.models import dequantise_once
+
+    packed, dense = (load_base(micro_model_dir, "4bit", torch.device("cpu")) for _ in range(2))
+    kept = dequantise_once(dense)
+    layers = [(a, b) for a, b in zip(packed.modules(), dense.modules()) if isinstance(a, bnb.nn.Linear4bit)]
+    assert layers and len(kept) == len(layers)
+    torch.manual_seed(0)
+    for a, b in layers:
+        x = torch.randn(7, a.in_features, requires_grad=True)
+        y = x.detach().clone().requires_grad_(True)
+        out_a, out_b = a(x), b(y)
+        assert torch.equal(out_a, out_b)
+        grad = torch.randn_like(out_a)
+        out_a.backward(grad)
+        out_b.backward(grad)
+        assert torch.equal(x.grad, y.grad)
+    assert not dequantise_once(packed, budget_bytes=0)  # over the budget: left packed
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_plain_path_equals_peft_and_transformers(micro_model_dir, padding_side):
+    """The Llama-family plain-torch path (prime.decoder.hidden_states) against peft + transformers
+    on the same weights, with adapters that are not zero: every role's log-probs and the
+    gradients on every adapter matrix agree to float rounding."""
+    torch.manual_seed(0)
+    roles = Roles(micro_model_dir, quant="4bit", device=torch.device("cpu"), lora=LoraSettings(r=4, alpha=8))
+    assert roles.plain is not None and roles.describe()["forward"] == "plain"
+    with torch.no_grad():
+        for name, p in roles.shared.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    batch = _batch(roles, padding_side)
+    plain = {r: roles.logprobs(r, batch) for r in ("policy", "prm", "ref")}
+    grads = {}
+    for path in ("plain", "peft"):
+        if path == "peft":
+            roles.plain = None  # the fallback every other family takes
+        for p in roles.adapter_parameters("prm"):
+            p.grad = None
+        roles.logprobs("prm", batch, grad=True).sum().backward()
+        grads[path] = [p.grad.clone() for p in roles.adapter_parameters("prm")]
+    for role, logp in plain.items():
+        torch.testing.assert_close(logp, roles.logprobs(role, batch), atol=1e-5, rtol=1e-5)
+    assert all(g.abs().sum() > 0 for g in grads["plain"])  # gradient on every adapter matrix
+    for a, b in zip(grads["plain"], grads["peft"]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -131,7 +131,8 @@ def build(root: Path, refresh_s: float, off: str | None) -> None:
             return
         job = TrainJob(root)
         gr.Markdown("Start a small run; watch it in the other tabs as it trains (they refresh). Defaults learn "
-                    "visibly on tiny in minutes. Stop finishes the current step and keeps the run resumable.")
+                    "visibly on tiny in minutes: about 1.1 s a step on 2 CPU cores (BENCHMARKS.md, PoC step time). "
+                    "Stop finishes the current step and keeps the run resumable.")
         with gr.Row():
             name = gr.Textbox(value="my-run", label="run name", elem_id="train-name")
             widgets = {}
