@@ -8,11 +8,14 @@ not depend on the text), with the same PRM adapter (LoRA B set to small random v
 rewards are not all 0) and the same 4-bit NF4 weights:
 - ours:  prime's Roles, one shared 4-bit base carrying the PRM adapter (the reference is the
          base with the adapter off); the LM head runs only on response positions, a chunk of
-         rows at a time, and takes log-softmax at the target only (prime.logprobs).
+         rows at a time, and takes log-softmax at the target only (prime.logprobs). On a CPU
+         it keeps the 4-bit weights dequantised once and computes a Llama-family model through
+         its plain-torch path (prime.decoder), as training does.
 - naive: two separately loaded 4-bit models (PRM = base + LoRA, reference = base), each a
          plain forward over all positions, then the full (B, T, V) log_softmax and a gather.
 - ours_unquantised: our path over the unquantised (fp32) base, to show what 4-bit costs in
-         time on the CPU (bitsandbytes dequantises the weights on every matmul).
+         time on the CPU (naive's bitsandbytes layers dequantise the weights on every matmul;
+         ours once).
 The paths alternate in one process (a warm-up call each, then --repeats rounds of ours,
 naive); we report the median time, tokens per second (B × T tokens through both models),
 the weights each path holds (parameter + buffer bytes of its distinct models) and the peak
@@ -24,7 +27,7 @@ every token it processes, the LoRA matrices, the causal attention products QKᵀ
 and the LM head on the positions it scores), divided by its median time, against this
 machine's measured fp32 matrix-multiply peak (best of torch.mm on square and model-shaped
 matrices with the same threads). fp32 is the compute dtype here: on the CPU bitsandbytes
-dequantises the 4-bit weights to fp32 for every matmul (ARCHITECTURE.md).
+dequantises the 4-bit weights to fp32 (ARCHITECTURE.md).
 Results: benchmarks/results/scoring_throughput.json (or --out).
 """
 
@@ -234,8 +237,9 @@ def main() -> None:
         median = statistics.median(times[name])
         result["paths"][name] = {
             "times_s": times[name], "median_s": median, "tokens_per_s": B * T / median,
-            "weights_mib": weight_mib({"ours": [roles.shared], "naive": [naive_prm, naive_ref],
-                                       "ours_unquantised": [roles_fp.shared]}[name]),
+            # ours: Roles.memory_bytes, which counts the weights it keeps dequantised on a CPU
+            "weights_mib": {"ours": roles.memory_bytes() / 2**20, "naive": weight_mib([naive_prm, naive_ref]),
+                            "ours_unquantised": roles_fp.memory_bytes() / 2**20}[name],
             "peak_transient_mib": max(peaks[name]),
             "forward_flops": flops[name], "achieved_flops": flops[name] / median,
             "fraction_of_matmul_peak": flops[name] / median / peak_best,

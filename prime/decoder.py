@@ -237,7 +237,8 @@ class Base:
     head_dim: int
 
 
-def _module(layer, name: str):
+def projection(layer, name: str):
+    """The module of projection `name` in a decoder layer (peft's wrapper where it adapts it)."""
     return getattr(layer.self_attn if name in ("q_proj", "k_proj", "v_proj", "o_proj") else layer.mlp, name)
 
 
@@ -248,7 +249,7 @@ def base_of(lm, dense_weight) -> Base:
     decoder, config = lm.get_decoder(), lm.config
     blocks = []
     for layer in decoder.layers:
-        base = {n: getattr(_module(layer, n), "base_layer", _module(layer, n)) for n in PROJECTIONS}
+        base = {n: getattr(projection(layer, n), "base_layer", projection(layer, n)) for n in PROJECTIONS}
         biases = {g: [base[n].bias for n in g] for g in GROUPS}
         blocks.append(Block(norm1=layer.input_layernorm.weight, norm2=layer.post_attention_layernorm.weight,
                             weight={g: torch.cat([dense_weight(base[n]) for n in g]) for g in GROUPS},
@@ -267,7 +268,7 @@ def adapter_of(lm, name: str) -> tuple[dict, ...]:
     the adapter (Roles takes this path only then)."""
     out = []
     for layer in lm.get_decoder().layers:
-        mods = {n: _module(layer, n) for n in PROJECTIONS}
+        mods = {n: projection(layer, n) for n in PROJECTIONS}
         out.append({g: (torch.cat([mods[n].lora_A[name].weight for n in g]),
                         torch.block_diag(*[mods[n].lora_B[name].weight * mods[n].scaling[name] for n in g]))
                     for g in GROUPS})

@@ -428,6 +428,9 @@ class Roles:
     device: torch.device | None = None
     prm_logit_scale: float = 1.0
     """the PRM's logits are multiplied by this (1 + config prm_sharpen); saved with its adapter"""
+    dequantise: bool = True
+    """on a CPU, 4-bit weights dequantised once (dequantise_once: the same numbers, faster, ~4
+    bytes a weight more memory); False keeps only the packed 4-bit weights"""
 
     def __post_init__(self):
         from peft import LoraConfig, get_peft_model
@@ -437,7 +440,7 @@ class Roles:
             raise UserError(f"unknown --layout {self.layout!r}; choose shared or separate")
         self.tokenizer = load_tokenizer(self.model_dir)
         bases = [load_base(self.model_dir, self.quant, self.device) for _ in range(1 if self.layout == "shared" else 3)]
-        dense = [dequantise_once(base) for base in bases]
+        dense = [dequantise_once(base) if self.dequantise else {} for base in bases]
         self.targets = tuple(self.lora.targets) or lora_targets(bases[0])
         cfg = LoraConfig(r=self.lora.r, lora_alpha=self.lora.alpha, lora_dropout=self.lora.dropout,
                          target_modules=list(self.targets), bias="none")
@@ -451,6 +454,8 @@ class Roles:
                            "prm": get_peft_model(bases[1], cfg, adapter_name="prm"), "ref": bases[2]}
         self._lora_params = [p for m in self.models.values() for n, p in m.named_parameters() if "lora_" in n]
         self.plain = self._plain_path(dense[0])
+        self.dequantised = [w for d in dense for w in d.values()]
+        """the 4-bit layers' weights dequantised once (views into `plain` where it exists)"""
         for p in self._lora_params:
             p.requires_grad_(True)
         self.context_length = getattr(self.models["ref"].config, "max_position_embeddings", None)
@@ -459,7 +464,8 @@ class Roles:
         """The frozen base as plain tensors for prime.decoder.hidden_states, or None where the
         roles compute through peft and transformers instead: another family, three separate
         copies, dropout in the adapters, adapters on only some projections, or 4-bit weights not
-        dequantised (a GPU, a large model)."""
+        dequantised (a GPU, a large model). The dequantised weights are then re-pointed at their rows
+        of the stacked ones (`dense` and the layers updated), so they are held once."""
         import bitsandbytes as bnb
 
         lm = self.causal_lm(self.shared) if self.shared is not None else None
@@ -468,7 +474,20 @@ class Roles:
         layers = [getattr(m, "base_layer", m) for m in lm.modules() if hasattr(m, "base_layer")]
         if any(isinstance(m, bnb.nn.Linear4bit) and m not in dense for m in layers):
             return None
-        return decoder.base_of(lm, lambda m: dense[m] if m in dense else m.weight)
+        base = decoder.base_of(lm, lambda m: dense[m] if m in dense else m.weight)
+        # the dequantised weights now live stacked in `base`: each 4-bit layer computes with its
+        # rows of them (the same numbers), so no second copy stays in memory
+        for layer, block in zip(lm.get_decoder().layers, base.blocks):
+            for group in decoder.GROUPS:
+                start = 0
+                for name in group:
+                    m = decoder.projection(layer, name).base_layer
+                    rows = m.out_features
+                    if m in dense:
+                        dense[m] = block.weight[group][start : start + rows]
+                        m.forward = functools.partial(_dense_linear, weight=dense[m], bias=m.bias)
+                    start += rows
+        return base
 
     # -- switching
     @contextlib.contextmanager
@@ -598,13 +617,14 @@ class Roles:
                 self.prm_logit_scale = prm_logit_scale_of(ckpt_dir)
 
     def memory_bytes(self) -> int:
-        """Bytes held by parameters and buffers of all distinct models (the roles' footprint)."""
+        """Bytes held by parameters and buffers of all distinct models and by the weights
+        dequantised once (the roles' footprint)."""
         seen, total = set(), 0
-        for model in self.models.values():
-            for t in list(model.parameters()) + list(model.buffers()):
-                if t.data_ptr() not in seen:
-                    seen.add(t.data_ptr())
-                    total += t.numel() * t.element_size()
+        for t in [t for m in self.models.values() for t in [*m.parameters(), *m.buffers()]] + self.dequantised:
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
         return total
 
     def describe(self) -> dict:
