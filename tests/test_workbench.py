@@ -20,6 +20,18 @@ def test_playground_scores_tiny(tiny_dir):
     assert "Outcome: **1.0**" in summary
 
 
+def test_playground_takes_none_from_closed_accordions(tiny_dir):
+    """On a fresh page the external-PRM boxes (and the Rank box) sit in closed accordions and
+    arrive as None: that is "not given", so Score uses the model and run, and Rank says what it
+    needs, instead of an AttributeError (issue 24's first bug; its browser test is still to come)."""
+    from workbench.playground import EXAMPLE, run_rank, run_score
+
+    html, steps, summary = run_score("tiny", EXAMPLE["prompt"], EXAMPLE["response"], None, 0.05, prm_dir=None, ref_dir=None)
+    assert "class='tok'" in html and len(steps) > 0 and "r_φ(y)" in summary
+    table, message = run_rank("tiny", EXAMPLE["prompt"], None, 0.05, "total", prm_dir=None, ref_dir=None)
+    assert table.empty and message.startswith("⚠ ranking needs at least two responses")
+
+
 def test_playground_reports_bad_input_without_crashing(tiny_dir):
     from workbench.playground import run_score
 

@@ -43,10 +43,16 @@ def _external(prm_dir: str, ref_dir: str) -> ExternalPRM:
     return ExternalPRM(resolve_model(prm_dir), resolve_model(ref_dir))
 
 
-def scorer_for(model: str, checkpoint: Path | None, prm_dir: str = "", ref_dir: str = ""):
+def given(text: str | None) -> str:
+    """A textbox's text, stripped; None (what a textbox inside a closed accordion sends on a
+    fresh page) is "not given", as an empty box is."""
+    return (text or "").strip()
+
+
+def scorer_for(model: str, checkpoint: Path | None, prm_dir: str | None = "", ref_dir: str | None = ""):
     """The external PRM pair when both directories are given, else our model with the PRM of
     `checkpoint` (None: the initial PRM, equal to the reference). Call with _lock held."""
-    prm_dir, ref_dir = prm_dir.strip(), ref_dir.strip()
+    prm_dir, ref_dir = given(prm_dir), given(ref_dir)
     if prm_dir or ref_dir:
         if not (prm_dir and ref_dir):
             raise UserError("an external PRM needs both directories: the PRM model and the reference it was trained from")
@@ -80,7 +86,7 @@ def run_rank(model: str, prompt: str, responses: str, beta: float, by: str, run:
              prm_dir: str = "", ref_dir: str = "", runs_root: Path | None = None):
     """(table, message): the responses (separated by a line holding only ---) ranked best-first."""
     try:
-        texts = [t.strip("\n") for t in responses.split("\n---\n") if t.strip()]
+        texts = [t.strip("\n") for t in (responses or "").split("\n---\n") if t.strip()]
         with _lock:
             scorer = scorer_for(model, _checkpoint(run, step, runs_root), prm_dir, ref_dir)
             ranked = rank(scorer, prompt, texts, beta=float(beta), by=by)
@@ -95,7 +101,7 @@ def run_score(model: str, prompt: str, response: str, answer: str, beta: float, 
               prm_dir: str = "", ref_dir: str = "", runs_root: Path | None = None):
     """(heatmap html, steps table, summary markdown); errors become a message, never a crash."""
     try:
-        out = score_at(model, _checkpoint(run, step, runs_root), prompt, response, answer.strip() or None, beta,
+        out = score_at(model, _checkpoint(run, step, runs_root), prompt, response, given(answer) or None, beta,
                        prm_dir, ref_dir)
     except UserError as e:
         return f"<div class='error'>⚠ {html.escape(str(e))}</div>", pd.DataFrame(), ""
