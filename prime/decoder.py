@@ -1,15 +1,19 @@
-"""A plain-torch decoder for Llama-family models: the sampler's fast path (PRIME_SPEC §7.1).
+"""Llama-family models in plain torch: the sampler's KV-cached decoder (PRIME_SPEC §7.1) and
+the roles' whole-sequence forward with a LoRA adapter (§7.4–7.7). Imports only torch.
 
 Why it exists: a transformers forward costs 5–20 ms of CPU per call whatever the model's size
-(mask building, cache objects, output classes, hooks), and sampling calls it once per token.
-On `tiny` (0.9 M parameters) that overhead was ~20× the arithmetic of a decode step. This
-decoder does the same arithmetic with a preallocated KV cache and no per-token bookkeeping:
-q/k/v and gate/up fused into one matmul each, RoPE read from a table, one scaled-dot-product
-attention call per layer. The numbers are those of transformers' eager Llama forward up to
-float rounding (tests/test_decoder.py checks logits and greedy tokens against it).
-
-Only the families whose block is exactly Llama's take it (`why_not` says why another does
-not); everything else falls back to transformers (prime.rollout.generate).
+(mask building, cache objects, output classes, hooks), peft adds its dispatch per layer, and
+sampling calls the model once per token. On `tiny` (0.9 M parameters) that overhead was ~20×
+the arithmetic of a decode step. Here the same arithmetic runs without it:
+- `KVDecoder`: a preallocated KV cache, q/k/v and gate/up one matmul each, RoPE from a table,
+  attention as two batched matmuls (at one query a row, cheaper than the fused kernel's
+  overhead); each distinct prompt prefilled once, its cache rows shared by its repeats;
+- `hidden_states`: the base's stacked weights (dequantised once on a CPU) plus the adapter's
+  stacked A and block-diagonal scale·B, the causal attention kernel on right-padded batches.
+The numbers are transformers' and peft's up to float rounding (tests/test_decoder.py,
+tests/test_models.py, tests/test_families.py). Only the families whose block is exactly
+Llama's take these paths (`why_not_family`, `why_not` say why another does not); everything
+else goes through transformers and peft (prime.rollout.generate, prime.models.Roles).
 """
 
 from __future__ import annotations
@@ -55,26 +59,32 @@ def why_not(lm) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Layer:
-    norm1: torch.Tensor  # (H,)
-    qkv: torch.Tensor  # ((nh + 2·nkv)·hd, H): q, k and v stacked
-    qkv_bias: torch.Tensor | None
-    o: torch.Tensor  # (H, nh·hd)
-    norm2: torch.Tensor  # (H,)
-    gate_up: torch.Tensor  # (2·I, H): gate and up stacked
-    down: torch.Tensor  # (H, I)
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+GROUPS = (("q_proj", "k_proj", "v_proj"), ("o_proj",), ("gate_proj", "up_proj"), ("down_proj",))
+"""projections that read the same input, computed as one matmul (and their adapters as one more)"""
 
 
 @dataclass(frozen=True)
-class Weights:
-    """A Llama-family model's weights as plain tensors, read from the model at each call."""
+class Block:
+    """One decoder block: its norms, and per group of projections the stacked (out, in) weights
+    (the plain ones, or a 4-bit base's dequantised once) and biases."""
+
+    norm1: torch.Tensor
+    norm2: torch.Tensor
+    weight: dict[tuple[str, ...], torch.Tensor]
+    bias: dict[tuple[str, ...], torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class Base:
+    """A Llama-family model's weights as plain tensors: for `hidden_states` the frozen base
+    (built once by prime.models.Roles), for `KVDecoder` the merged sampler (built per call)."""
 
     embed: torch.Tensor  # (V, H)
-    layers: tuple[Layer, ...]
+    blocks: tuple[Block, ...]
     norm: torch.Tensor  # (H,)
-    head: torch.Tensor  # (V, H)
-    inv_freq: torch.Tensor  # (hd/2,)
+    head: torch.Tensor  # (V, H), the LM head's weight
+    inv_freq: torch.Tensor
     rope_scale: float
     eps: float
     n_heads: int
@@ -82,25 +92,30 @@ class Weights:
     head_dim: int
 
 
+def projection(layer, name: str):
+    """The module of projection `name` in a decoder layer (peft's wrapper where it adapts it)."""
+    return getattr(layer.self_attn if name in ("q_proj", "k_proj", "v_proj", "o_proj") else layer.mlp, name)
+
+
 @torch.no_grad()
-def weights_of(lm) -> Weights:
-    """The weights of `lm` (see why_not); q/k/v and gate/up concatenated (copies: the model's own
-    parameters are never touched)."""
+def base_of(lm, dense_weight=lambda module: module.weight) -> Base:
+    """The weights of `lm` (a transformers CausalLM whose projections peft may wrap);
+    dense_weight(module) -> the (out, in) weight a projection computes with. Groups of several
+    projections are stacked copies; the model's own parameters are never touched."""
     decoder, config = lm.get_decoder(), lm.config
-    layers = []
-    for block in decoder.layers:
-        a, m = block.self_attn, block.mlp
-        biases = [p.bias for p in (a.q_proj, a.k_proj, a.v_proj)]
-        layers.append(Layer(
-            norm1=block.input_layernorm.weight, o=a.o_proj.weight, norm2=block.post_attention_layernorm.weight,
-            qkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-            qkv_bias=torch.cat(biases) if biases[0] is not None else None,
-            gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]), down=m.down_proj.weight))
+    blocks = []
+    for layer in decoder.layers:
+        base = {n: getattr(projection(layer, n), "base_layer", projection(layer, n)) for n in PROJECTIONS}
+        biases = {g: [base[n].bias for n in g] for g in GROUPS}
+        blocks.append(Block(norm1=layer.input_layernorm.weight, norm2=layer.post_attention_layernorm.weight,
+                            weight={g: torch.cat([dense_weight(base[n]) for n in g]) if len(g) > 1
+                                    else dense_weight(base[g[0]]) for g in GROUPS},
+                            bias={g: None if b[0] is None else torch.cat(b) for g, b in biases.items()}))
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return Weights(embed=decoder.embed_tokens.weight, layers=tuple(layers), norm=decoder.norm.weight,
-                   head=lm.get_output_embeddings().weight, inv_freq=decoder.rotary_emb.inv_freq.float(),
-                   rope_scale=float(getattr(decoder.rotary_emb, "attention_scaling", 1.0)), eps=config.rms_norm_eps,
-                   n_heads=config.num_attention_heads, n_kv=config.num_key_value_heads, head_dim=head_dim)
+    return Base(embed=decoder.embed_tokens.weight, blocks=tuple(blocks), norm=decoder.norm.weight,
+                head=lm.get_output_embeddings().weight, inv_freq=decoder.rotary_emb.inv_freq.float(),
+                rope_scale=float(getattr(decoder.rotary_emb, "attention_scaling", 1.0)), eps=config.rms_norm_eps,
+                n_heads=config.num_attention_heads, n_kv=config.num_key_value_heads, head_dim=head_dim)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -108,7 +123,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, weight.shape, weight, eps)
 
 
-def rope_table(w: Weights, n_positions: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_table(w: Base, n_positions: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin (n_positions, hd) as LlamaRotaryEmbedding computes them per position, with the
     sign of rotate_half folded into sin (see `rotate`)."""
     freqs = torch.arange(n_positions, device=device).float()[:, None] * w.inv_freq.to(device)[None, :]
@@ -144,9 +159,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
 class KVDecoder:
     """One batch's decoding state: a preallocated KV cache of `capacity` positions per row."""
 
-    def __init__(self, w: Weights, batch: int, capacity: int, device):
+    def __init__(self, w: Base, batch: int, capacity: int, device):
         self.w, self.capacity = w, capacity
-        shape = (len(w.layers), batch, w.n_kv, capacity, w.head_dim)  # (L, B, nkv, S, hd)
+        shape = (len(w.blocks), batch, w.n_kv, capacity, w.head_dim)  # (L, B, nkv, S, hd)
         self.k = torch.zeros(shape, dtype=w.embed.dtype, device=device)
         self.v = torch.zeros(shape, dtype=w.embed.dtype, device=device)
         self.key_bias = torch.zeros(batch, capacity, dtype=w.embed.dtype, device=device)  # (B, S) -inf: padding
@@ -188,8 +203,9 @@ class KVDecoder:
         cos, sin = F.embedding(pos, self.cos)[:, None], F.embedding(pos, self.sin)[:, None]  # (N, 1, S, hd)
         nh, nkv, hd = w.n_heads, w.n_kv, w.head_dim
         x = F.embedding(ids, w.embed)  # (N, S, H)
-        for i, layer in enumerate(w.layers):
-            qkv = F.linear(rms_norm(x, layer.norm1, w.eps), layer.qkv, layer.qkv_bias)  # (N, S, (nh + 2nkv)·hd)
+        qkv_, o_, gate_up_, down_ = GROUPS
+        for i, block in enumerate(w.blocks):
+            qkv = _project(rms_norm(x, block.norm1, w.eps), block, qkv_, None)  # (N, S, (nh + 2nkv)·hd)
             qk, v = qkv.view(N, S, nh + 2 * nkv, hd).transpose(1, 2).split((nh + nkv, nkv), dim=1)
             q, k = rotate(qk, cos, sin).split((nh, nkv), dim=1)  # q and k heads rotated in one go
             if rows is None:
@@ -198,67 +214,13 @@ class KVDecoder:
             else:
                 self.k[i, :, :, start:end], self.v[i, :, :, start:end] = k[rows], v[rows]
             out = attention(q, k, v, bias, hd ** -0.5)  # (N, nh, S, hd)
-            x = x + F.linear(out.transpose(1, 2).reshape(N, S, nh * hd), layer.o)
-            gate, up = F.linear(rms_norm(x, layer.norm2, w.eps), layer.gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, layer.down)
+            x = x + _project(out.transpose(1, 2).reshape(N, S, nh * hd), block, o_, None)
+            gate, up = _project(rms_norm(x, block.norm2, w.eps), block, gate_up_, None).chunk(2, dim=-1)
+            x = x + _project(F.silu(gate) * up, block, down_, None)
         return F.linear(rms_norm(x[:, -1], w.norm, w.eps), w.head)  # (N, V)
 
 
 # ---------------------------------------------------------------------------- whole sequences, with LoRA
-
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-GROUPS = (("q_proj", "k_proj", "v_proj"), ("o_proj",), ("gate_proj", "up_proj"), ("down_proj",))
-"""projections that read the same input, computed as one matmul (and their adapters as one more)"""
-
-
-@dataclass(frozen=True)
-class Block:
-    """One decoder block of the frozen base: its norms, and per group of projections the
-    stacked (out, in) weights (dequantised once, or the plain ones) and biases."""
-
-    norm1: torch.Tensor
-    norm2: torch.Tensor
-    weight: dict[tuple[str, ...], torch.Tensor]
-    bias: dict[tuple[str, ...], torch.Tensor | None]
-
-
-@dataclass(frozen=True)
-class Base:
-    """The frozen base as plain tensors, for `hidden_states`; built once (prime.models.Roles)."""
-
-    embed: torch.Tensor
-    blocks: tuple[Block, ...]
-    norm: torch.Tensor
-    inv_freq: torch.Tensor
-    rope_scale: float
-    eps: float
-    n_heads: int
-    n_kv: int
-    head_dim: int
-
-
-def projection(layer, name: str):
-    """The module of projection `name` in a decoder layer (peft's wrapper where it adapts it)."""
-    return getattr(layer.self_attn if name in ("q_proj", "k_proj", "v_proj", "o_proj") else layer.mlp, name)
-
-
-@torch.no_grad()
-def base_of(lm, dense_weight) -> Base:
-    """The frozen base of `lm` (a transformers CausalLM whose projections peft may wrap);
-    dense_weight(module) -> the (out, in) weight a projection computes with."""
-    decoder, config = lm.get_decoder(), lm.config
-    blocks = []
-    for layer in decoder.layers:
-        base = {n: getattr(projection(layer, n), "base_layer", projection(layer, n)) for n in PROJECTIONS}
-        biases = {g: [base[n].bias for n in g] for g in GROUPS}
-        blocks.append(Block(norm1=layer.input_layernorm.weight, norm2=layer.post_attention_layernorm.weight,
-                            weight={g: torch.cat([dense_weight(base[n]) for n in g]) for g in GROUPS},
-                            bias={g: None if b[0] is None else torch.cat(b) for g, b in biases.items()}))
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return Base(embed=decoder.embed_tokens.weight, blocks=tuple(blocks), norm=decoder.norm.weight,
-                inv_freq=decoder.rotary_emb.inv_freq.float(),
-                rope_scale=float(getattr(decoder.rotary_emb, "attention_scaling", 1.0)), eps=config.rms_norm_eps,
-                n_heads=config.num_attention_heads, n_kv=config.num_key_value_heads, head_dim=head_dim)
 
 
 def adapter_of(lm, name: str) -> tuple[dict, ...]:

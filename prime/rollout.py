@@ -70,7 +70,7 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     sample = functools.partial(_next_token, temperature=temperature, top_p=top_p, greedy=greedy)
     fast = decoder.why_not(model) is None
-    weights = decoder.weights_of(model) if fast else None
+    weights = decoder.base_of(model) if fast else None
     out: list[list[int]] = []
     for i in range(0, len(prompt_ids), batch_size):
         chunk = prompt_ids[i : i + batch_size]

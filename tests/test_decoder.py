@@ -55,7 +55,7 @@ def test_logits_equal_transformers_forward(family, family_dirs):  # noqa: F811
     attn = (torch.arange(T)[None] >= torch.tensor([T - len(p) for p in batch])[:, None]).long()
     distinct = list(dict.fromkeys(map(tuple, batch)))
     rows = torch.tensor([distinct.index(tuple(p)) for p in batch])
-    state = decoder.KVDecoder(decoder.weights_of(model), len(batch), T + 8, torch.device("cpu"))
+    state = decoder.KVDecoder(decoder.base_of(model), len(batch), T + 8, torch.device("cpu"))
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     first = torch.tensor([batch.index(list(d)) for d in distinct])  # prefill each distinct prompt once
     logits = state.prefill(ids[first], attn[first], pos[first], rows)[rows]
