@@ -262,6 +262,23 @@ def test_playground_opens_on_the_prime_runs_last_checkpoint(page, demo):
     assert page.locator("#playground-step input").input_value() == str(last)
 
 
+def test_score_and_rank_on_a_fresh_page(page, demo, capfd):
+    """Score and Rank pressed on a fresh page, no accordion opened: the external-PRM boxes
+    arrive as None (not given), Score scores with the preselected checkpoint, Rank (its own
+    accordion opened, as a user must) says what it needs, and the server log has no traceback."""
+    capfd.readouterr()
+    open_tab(page, demo, "Playground")
+    page.locator("#score-button").click()
+    page.wait_for_function("document.querySelector('#score-summary').innerText.includes('r_φ(y)')", timeout=120_000)
+    assert page.locator("#token-heatmap .tok").count() > 20
+    assert page.locator(".error, .toast-wrap .error").count() == 0
+    page.get_by_text("Rank K responses to this prompt").click()  # the external-PRM accordion stays closed
+    page.locator("#rank-button").click()
+    page.wait_for_function("document.querySelector('#rank-message').innerText.includes('two responses')",
+                           timeout=120_000)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 # ---------------------------------------------------------------------------- the report
 
 def test_the_report_opens_offline_and_shows_the_records(browser, tmp_path):

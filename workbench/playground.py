@@ -147,8 +147,8 @@ def build(runs_root: Path) -> None:
         answer = gr.Textbox(value=EXAMPLE["answer"], label="reference answer (optional)")
         prompt = gr.Textbox(value=EXAMPLE["prompt"], label="prompt", lines=2)
         response = gr.Textbox(value=EXAMPLE["response"], label="response", lines=6)
-        go = gr.Button("Score", variant="primary")
-        summary = gr.Markdown()
+        go = gr.Button("Score", variant="primary", elem_id="score-button")
+        summary = gr.Markdown(elem_id="score-summary")
         heat = gr.HTML(elem_id="token-heatmap")
         steps = gr.Dataframe(label="steps (one per line)")
         with gr.Accordion("Rank K responses to this prompt (best-of-N)", open=False):
