@@ -323,15 +323,21 @@ def require_causal_lm(model_dir: Path) -> None:
 
 
 def causal_lm_logprobs(lm, batch: "Batch", device: torch.device, chunk_rows: int = 1024,
-                       logit_scale: float = 1.0) -> torch.Tensor:
+                       logit_scale: float = 1.0, hidden_states=None) -> torch.Tensor:
     """log π(y_t | x, y_<t) of a transformers CausalLM on the response tokens of `batch`, (B, T).
 
     Position ids follow the attention mask, so left and right padding agree. The LM head runs
     only on response positions, a chunk of rows at a time (prime.logprobs). logit_scale ≠ 1
-    multiplies the logits (a sharpened PRM: π ∝ π_lm^scale per token)."""
+    multiplies the logits (a sharpened PRM: π ∝ π_lm^scale per token). hidden_states(ids, attn)
+    -> (B, T, H) computes the final hidden states instead of the model's own decoder (the
+    plain-torch path, prime.decoder.hidden_states)."""
     ids, attn, resp = (t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.response_mask))
-    position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
-    hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids, use_cache=False).last_hidden_state
+    if hidden_states is None:
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+        hidden = lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=position_ids,
+                                  use_cache=False).last_hidden_state
+    else:
+        hidden = hidden_states(ids, attn)
     head = output_head(lm)
     if logit_scale != 1.0:
         plain, head = head, lambda h: plain(h) * logit_scale
@@ -454,8 +460,8 @@ class Roles:
                            "prm": get_peft_model(bases[1], cfg, adapter_name="prm"), "ref": bases[2]}
         self._lora_params = [p for m in self.models.values() for n, p in m.named_parameters() if "lora_" in n]
         self.plain = self._plain_path(dense[0])
-        self.dequantised = [w for d in dense for w in d.values()]
-        """the 4-bit layers' weights dequantised once (views into `plain` where it exists)"""
+        self.dequantised = {layer: w for d in dense for layer, w in d.items()}
+        """{4-bit layer: its weights dequantised once} (views into `plain` where it exists)"""
         for p in self._lora_params:
             p.requires_grad_(True)
         self.context_length = getattr(self.models["ref"].config, "max_position_embeddings", None)
@@ -474,7 +480,7 @@ class Roles:
         layers = [getattr(m, "base_layer", m) for m in lm.modules() if hasattr(m, "base_layer")]
         if any(isinstance(m, bnb.nn.Linear4bit) and m not in dense for m in layers):
             return None
-        base = decoder.base_of(lm, lambda m: dense[m] if m in dense else m.weight)
+        base = decoder.base_of(lm, lambda m: dense.get(m, m.weight))
         # the dequantised weights now live stacked in `base`: each 4-bit layer computes with its
         # rows of them (the same numbers), so no second copy stays in memory
         for layer, block in zip(lm.get_decoder().layers, base.blocks):
@@ -536,12 +542,9 @@ class Roles:
         # per-call machinery (prime.decoder.hidden_states); the adapter's live parameters
         lm = self.causal_lm(self.shared)
         adapter = None if role == "ref" else decoder.adapter_of(lm, role)
-        ids, attn, resp = (t.to(self.device) for t in (batch.input_ids, batch.attention_mask, batch.response_mask))
-        head = output_head(lm)
-        if scale != 1.0:
-            plain, head = head, lambda h: plain(h) * scale
         with torch.set_grad_enabled(grad):
-            return token_logprobs(decoder.hidden_states(self.plain, adapter, ids, attn), head, ids, resp, chunk_rows)
+            return causal_lm_logprobs(lm, batch, self.device, chunk_rows, scale,
+                                      lambda ids, attn: decoder.hidden_states(self.plain, adapter, ids, attn))
 
     # -- a fast sampler
     def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:
@@ -561,8 +564,11 @@ class Roles:
                 if getattr(getattr(w, "quant_state", None), "packing_format_for_cpu", False):
                     raise RuntimeError(f"{name}: bitsandbytes repacked this 4-bit weight for its CPU kernel; "
                                        "load the base with prime.models.load_base (one_numeric_path)")
-                w = bnb.functional.dequantize_4bit(w.data, w.quant_state) if hasattr(w, "quant_state") else w.detach()
-                w = w.float()
+                if base in self.dequantised:  # already dequantised once: the same values
+                    w = self.dequantised[base]
+                elif hasattr(w, "quant_state"):
+                    w = bnb.functional.dequantize_4bit(w.data, w.quant_state)
+                w = w.detach().float()
                 if role in module.lora_A:
                     w = w + module.get_delta_weight(role).float()
                 state[f"{name}.weight"] = w
@@ -620,7 +626,7 @@ class Roles:
         """Bytes held by parameters and buffers of all distinct models and by the weights
         dequantised once (the roles' footprint)."""
         seen, total = set(), 0
-        for t in [t for m in self.models.values() for t in [*m.parameters(), *m.buffers()]] + self.dequantised:
+        for t in [t for m in self.models.values() for t in [*m.parameters(), *m.buffers()]] + [*self.dequantised.values()]:
             storage = t.untyped_storage()
             if storage.data_ptr() not in seen:
                 seen.add(storage.data_ptr())

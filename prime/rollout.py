@@ -121,8 +121,9 @@ def _fast_decode(weights, chunk, max_new_tokens, eos, pad, device, sample, greed
 def _fast_prefill(weights, chunk, max_new_tokens, pad, device):
     """prime.decoder: prefill each distinct prompt once, its cache shared by its repeats.
     Returns the first logits (B, V), the decoder state and each row's last position (B,)."""
-    distinct = list(dict.fromkeys(tuple(p) for p in chunk))
-    rows = torch.tensor([distinct.index(tuple(p)) for p in chunk], device=device)  # (B,) row -> its prompt
+    index = {}  # distinct prompt -> its row in the prefill
+    rows = torch.tensor([index.setdefault(tuple(p), len(index)) for p in chunk], device=device)  # (B,) row -> its prompt
+    distinct = list(index)
     ids, attn, pos = _left_padded([list(p) for p in distinct], pad, device)
     state = decoder.KVDecoder(weights, len(chunk), ids.shape[1] + max_new_tokens, device)
     logits = state.prefill(ids, attn, pos, rows)[rows]  # (B, V)
