@@ -1,21 +1,30 @@
-"""Sample efficiency on arith/tiny: PRIME, outcome-only RLOO and PRIME with a frozen PRM, ≥ 5 seeds.
+"""Sample efficiency on arith/tiny: PRIME against outcome-only RLOO, arms × seeds, resumable.
 
-    python benchmarks/sample_efficiency.py [--seeds 0 1 2 3 4] [--steps 100] [--jobs 2]
-    python benchmarks/sample_efficiency.py --analyze-only      # re-read finished runs
+    python benchmarks/sample_efficiency.py [--setting poc|fair] [--arms ...] [--seeds 0 1 2 3 4] [--jobs 2]
+    python benchmarks/sample_efficiency.py --setting fair --analyze-only   # read whatever has finished
 
-Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted ones resumed),
-then compares them. The arms share every setting but the algorithm:
-- rloo:   --algo rloo (outcome rewards only; the paper's baseline)
-- prime:  --algo prime, PRM updated online every step
-- frozen: --algo prime --prm frozen: the PRM stays the sharpened reference it starts as
-          (--prm-sharpen), never trained on outcomes: what online training adds over it
-Measures: training accuracy = `acc/drawn` (every sampled response, before filtering),
-smoothed by a trailing mean over --window steps; RLOO's final training accuracy = the
-mean over seeds of its last --window steps; for each arm and seed the first step whose
-trailing mean reaches it; the final eval accuracy (greedy and pass@1 at T = 1) as mean,
-standard deviation and range over seeds.
-Results: benchmarks/results/sample_efficiency.json and sample_efficiency.png (the plot,
-drawn with plotly and rendered by headless chromium). Raw runs stay in --runs-dir.
+Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted ones resumed from
+their last checkpoint), then compares them. Stop it at any time and start it again: it goes on
+where it stopped, and the analysis reads the runs that have finished (`--partial`: also those
+still training, up to the step every compared run has reached).
+
+Settings (every arm of a setting shares all of its flags but the algorithm's):
+- poc:  P = 16 kept prompts × K = 4, 100 steps, eval every 25 (the PoC issue's study);
+        arms rloo, prime (online sharpened PRM), frozen (the sharpened PRM never trained)
+- fair: P = 64 × K = 4, 300 steps, eval of 300 test problems every 50 (the paper's 256 × 4
+        scaled to this machine); arms
+        rloo:   --algo rloo (outcome rewards only; the paper's baseline)
+        paper:  PRIME as the paper and PRIME-RL run it: PRM equal to the reference at init,
+                batch_norm, PRM learning rate 2× the policy's
+        poc:    PRIME in the PoC form: a sharpened-reference PRM, no process-return normalisation
+        frozen: the PoC's sharpened PRM, never trained on outcomes
+Measures: training accuracy = `acc` (every sampled response, before filtering), smoothed by a
+trailing mean over --window steps; RLOO's final training accuracy = the mean over seeds of its
+last --window steps; for each arm and seed the first step whose trailing mean reaches it, and
+the ratio to RLOO's paired by seed (bootstrap CI over seeds); the final eval accuracy (greedy and
+pass@1 at T = 1) as mean, standard deviation and range over seeds; the PoC checks per seed.
+Results: benchmarks/results/<json> and <png> of the setting (plotly, rendered by headless
+chromium). Raw runs stay in --runs-dir.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,16 +41,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-# the PoC setting (README, "A PoC that shows PRIME"): the paper's algorithm with a sharpened-reference PRM
-POC = ["--prompts-per-step", "16", "--samples-per-prompt", "4", "--policy-lr", "5e-4", "--prm-lr", "1e-4",
-       "--reward-norm", "none", "--prm-sharpen", "1.0"]
-COMMON = ["--task", "arith", "--model", "tiny", *POC, "--eval-n", "300", "--checkpoint-every", "25"]
-ARMS = ("rloo", "prime", "frozen")
-COLORS = {"rloo": "#1f77b4", "prime": "#d62728", "frozen": "#7f7f7f"}
-
-
-def arm_args(arm: str) -> list[str]:
-    return {"rloo": ["--algo", "rloo"], "prime": ["--algo", "prime"], "frozen": ["--algo", "prime", "--prm", "frozen"]}[arm]
+LORA_LR = ["--policy-lr", "5e-4"]  # the PoC's policy rate for LoRA (the paper's 5e-7 is for full fine-tuning)
+SHARPENED = ["--prm-lr", "1e-4", "--reward-norm", "none", "--prm-sharpen", "1.0"]  # README, "A PoC that shows PRIME"
+SETTINGS = {
+    "poc": {
+        "flags": ["--task", "arith", "--model", "tiny", "--prompts-per-step", "16", "--samples-per-prompt", "4",
+                  *LORA_LR, *SHARPENED, "--eval-n", "300", "--checkpoint-every", "25"],
+        "steps": 100, "eval_every": 25, "result": "sample_efficiency",
+        "arms": {"rloo": ["--algo", "rloo"], "prime": ["--algo", "prime"],
+                 "frozen": ["--algo", "prime", "--prm", "frozen"]},
+        "title": "arith / tiny, PoC setting (P = 16): PRIME vs RLOO vs frozen sharpened PRM",
+    },
+    "fair": {
+        "flags": ["--task", "arith", "--model", "tiny", "--prompts-per-step", "64", "--samples-per-prompt", "4",
+                  "--filter-low", "0.2", "--filter-high", "0.8", *LORA_LR, "--eval-n", "300",
+                  "--checkpoint-every", "25"],
+        "steps": 300, "eval_every": 50, "result": "fair_batch",
+        "arms": {"rloo": ["--algo", "rloo"],
+                 "paper": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm"],
+                 "poc": ["--algo", "prime", *SHARPENED],
+                 "frozen": ["--algo", "prime", *SHARPENED, "--prm", "frozen"]},
+        "title": "arith / tiny, fair batch (P = 64 × K = 4): PRIME vs RLOO",
+    },
+}
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#7f7f7f", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 
 
 def status(run: Path) -> str | None:
@@ -50,26 +74,27 @@ def status(run: Path) -> str | None:
         return None
 
 
-def launch(arm: str, seed: int, runs: Path, steps: int, threads: int) -> subprocess.Popen | None:
+def launch(setting: dict, arm: str, seed: int, runs: Path, threads: int) -> subprocess.Popen | None:
     run = runs / f"{arm}-s{seed}"
     if status(run) == "finished":
         return None
-    if run.exists():
+    if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
         cmd = ["train", "--resume", str(run)]
-    else:
-        cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(steps),
-               "--eval-every", str(max(1, steps // 4)), *COMMON, *arm_args(arm)]
+    else:  # never reached a checkpoint: start again
+        shutil.rmtree(run, ignore_errors=True)
+        cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(setting["steps"]),
+               "--eval-every", str(setting["eval_every"]), *setting["flags"], *setting["arms"][arm]]
     run.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    log = open(runs / f"{arm}-s{seed}.log", "a")
     print(f"start {arm} seed {seed}: prime {' '.join(cmd)}", flush=True)
-    return subprocess.Popen([sys.executable, "-m", "prime", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(runs / f"{arm}-s{seed}.log", "a") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "prime", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def train_all(runs: Path, seeds: list[int], steps: int, jobs: int) -> None:
+def train_all(setting: dict, arms: list[str], runs: Path, seeds: list[int], jobs: int, threads: int | None) -> None:
     """Seed by seed, every arm."""
-    queue = [(arm, s) for s in seeds for arm in ARMS]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue = [(arm, s) for s in seeds for arm in arms]
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     active: dict[tuple[str, int], subprocess.Popen] = {}
     while queue or active:
         for key, proc in list(active.items()):
@@ -80,7 +105,7 @@ def train_all(runs: Path, seeds: list[int], steps: int, jobs: int) -> None:
                 print(f"done  {key[0]} seed {key[1]}", flush=True)
         while queue and len(active) < jobs:
             key = queue.pop(0)
-            if (proc := launch(*key, runs, steps, threads)) is not None:
+            if (proc := launch(setting, *key, runs, threads)) is not None:
                 active[key] = proc
         time.sleep(2)
 
@@ -122,7 +147,7 @@ def read_run(run: Path) -> dict:
     drawn = "acc/drawn" if any("acc/drawn" in r for r in rows) else "acc"
     train = [r for r in rows if r.get(drawn) is not None]
     evals = [r for r in rows if "eval/acc" in r]
-    return {"acc_drawn": [r[drawn] for r in train], "eval_first": evals[0], "eval_last": evals[-1],
+    return {"acc_drawn": [r[drawn] for r in train], "evals": evals, "eval_first": evals[0], "eval_last": evals[-1],
             "wall_s": train[-1]["time/wall_s"], "steps": len(train),
             "prm_pairwise_acc": [r.get("reward_model/dpo_acc_before") for r in train],
             "per_step": {k: [r.get(k) for r in train] for k in CURVE_KEYS}}
@@ -156,67 +181,97 @@ def prm_acc(run: dict) -> list[float]:
     return [a for a in run["prm_pairwise_acc"] if a is not None]
 
 
-def analyse(runs: Path, seeds: list[int], steps: int, window: int) -> dict:
-    data = {arm: {s: read_run(runs / f"{arm}-s{s}") for s in seeds} for arm in ARMS}
-    for arm in ARMS:
+def analyse(runs: Path, arms: list[str], seeds: list[int], steps: int, window: int, partial: bool) -> dict:
+    """Compare the (arm, seed) runs found in `runs`: finished ones, or with `partial` also those
+    still training, cut to the step every compared run has reached."""
+    data = {}
+    for arm in arms:
         for s in seeds:
-            if data[arm][s]["steps"] != steps:
-                sys.exit(f"{runs}/{arm}-s{s} has {data[arm][s]['steps']} steps, not {steps}; rerun without --analyze-only")
-    target = statistics.fmean(statistics.fmean(data["rloo"][s]["acc_drawn"][-window:]) for s in seeds)
-    out = {"target_train_acc": target, "window": window, "steps": steps, "seeds": seeds, "arms": {}}
-    for arm in ARMS:
-        curves = {s: trailing_mean(data[arm][s]["acc_drawn"], window) for s in seeds}
+            run = runs / f"{arm}-s{s}"
+            if (run / "metrics.jsonl").exists() and (partial or status(run) == "finished"):
+                data.setdefault(arm, {})[s] = read_run(run)
+    if "rloo" not in data:
+        sys.exit(f"no {'' if partial else 'finished '}rloo run in {runs}: nothing to compare against")
+    steps = min([steps] + [r["steps"] for by_seed in data.values() for r in by_seed.values()])
+    if steps < 2 * window:
+        sys.exit(f"the runs in {runs} have only {steps} steps in common; train longer first")
+    for by_seed in data.values():
+        for r in by_seed.values():
+            cut_run(r, steps)
+    rloo_seeds = sorted(data["rloo"])
+    target = statistics.fmean(statistics.fmean(data["rloo"][s]["acc_drawn"][-window:]) for s in rloo_seeds)
+    out = {"target_train_acc": target, "window": window, "steps": steps, "seeds": seeds, "partial": partial,
+           "arms": {}, "ratio_over_rloo_steps": {}}
+    for arm, by_seed in data.items():
+        done = sorted(by_seed)
+        curves = {s: trailing_mean(by_seed[s]["acc_drawn"], window) for s in done}
         mean_curve = [statistics.fmean(c[i] for c in curves.values()) for i in range(steps)]
+        reached = {s: first_reaching(curves[s], target, window) for s in done}
+        has_prm = any(a is not None for s in done for a in by_seed[s]["prm_pairwise_acc"])
         out["arms"][arm] = {
-            "steps_to_target": {str(s): first_reaching(curves[s], target, window) for s in seeds},
+            "seeds": done,
+            "steps_to_target": {str(s): reached[s] for s in done},
             "steps_to_target_seed_mean_curve": first_reaching(mean_curve, target, window),
-            "final_train_acc": spread([statistics.fmean(data[arm][s]["acc_drawn"][-window:]) for s in seeds]),
-            "first_train_acc": spread([statistics.fmean(data[arm][s]["acc_drawn"][:window]) for s in seeds]),
-            "eval_greedy_start": spread([data[arm][s]["eval_first"]["eval/acc"] for s in seeds]),
-            "eval_greedy_final": spread([data[arm][s]["eval_last"]["eval/acc"] for s in seeds]),
-            "eval_sampled_start": spread([data[arm][s]["eval_first"]["eval/acc_sampled"] for s in seeds]),
-            "eval_sampled_final": spread([data[arm][s]["eval_last"]["eval/acc_sampled"] for s in seeds]),
-            "wall_s": spread([data[arm][s]["wall_s"] for s in seeds]),
+            "final_train_acc": spread([statistics.fmean(by_seed[s]["acc_drawn"][-window:]) for s in done]),
+            "first_train_acc": spread([statistics.fmean(by_seed[s]["acc_drawn"][:window]) for s in done]),
+            "eval_greedy_start": spread([by_seed[s]["eval_first"]["eval/acc"] for s in done]),
+            "eval_greedy_final": spread([by_seed[s]["eval_last"]["eval/acc"] for s in done]),
+            "eval_sampled_start": spread([by_seed[s]["eval_first"]["eval/acc_sampled"] for s in done]),
+            "eval_sampled_final": spread([by_seed[s]["eval_last"]["eval/acc_sampled"] for s in done]),
+            "eval_last_step": {str(s): by_seed[s]["eval_last"]["step"] for s in done},
+            "wall_s": spread([by_seed[s]["wall_s"] for s in done]),
             # the PRM's pairwise accuracy on each step's fresh rollouts, before its update (0.5: chance)
-            "prm_pairwise_acc_first_half": spread([statistics.fmean(prm_acc(data[arm][s])[:steps // 2]) for s in seeds])
-            if arm != "rloo" else None,
-            "prm_pairwise_acc_second_half": spread([statistics.fmean(prm_acc(data[arm][s])[steps // 2:]) for s in seeds])
-            if arm != "rloo" else None,
-            "steps_to_target_ci": bootstrap_mean_ci([first_reaching(curves[s], target, window) or steps + 1 for s in seeds]),
-            "poc_checks": {str(s): poc_checks(data[arm][s], steps) for s in seeds},
-            "per_step_seed_mean": {k: [mean_of([data[arm][s]["per_step"][k][i] for s in seeds]) for i in range(steps)]
+            "prm_pairwise_acc_first_half": spread([mean_of(by_seed[s]["prm_pairwise_acc"][:steps // 2]) for s in done])
+            if has_prm else None,
+            "prm_pairwise_acc_second_half": spread([mean_of(by_seed[s]["prm_pairwise_acc"][steps // 2:]) for s in done])
+            if has_prm else None,
+            "steps_to_target_ci": bootstrap_mean_ci([reached[s] or steps + 1 for s in done]),
+            "poc_checks": {str(s): poc_checks(by_seed[s], steps) for s in done},
+            "per_step_seed_mean": {k: [mean_of([by_seed[s]["per_step"][k][i] for s in done]) for i in range(steps)]
                                    for k in CURVE_KEYS},
             "mean_curve": mean_curve,
             "seed_curves": {str(s): c for s, c in curves.items()},
         }
-    prime, rloo = out["arms"]["prime"]["steps_to_target_ci"]["values"], out["arms"]["rloo"]["steps_to_target_ci"]["values"]
-    out["prime_over_rloo_steps"] = bootstrap_mean_ci([p / r for p, r in zip(prime, rloo)])  # paired by seed
+    rloo = out["arms"]["rloo"]["steps_to_target"]
+    for arm, r in out["arms"].items():
+        paired = [s for s in r["steps_to_target"] if s in rloo]
+        if arm != "rloo" and paired:  # paired by seed; a run that never reaches the target counts as steps + 1
+            out["ratio_over_rloo_steps"][arm] = bootstrap_mean_ci(
+                [(r["steps_to_target"][s] or steps + 1) / (rloo[s] or steps + 1) for s in paired])
     out["not_reached_counts_as"] = steps + 1
     return out
 
 
-def plot(result: dict, png: Path) -> None:
-    """Training accuracy (trailing mean, seed mean and each seed) with RLOO's final level."""
-    import plotly.graph_objects as go
+def cut_run(run: dict, steps: int) -> None:
+    """Keep the first `steps` steps of a run read by read_run (and the evaluations within them)."""
+    run["acc_drawn"], run["prm_pairwise_acc"] = run["acc_drawn"][:steps], run["prm_pairwise_acc"][:steps]
+    run["per_step"] = {k: v[:steps] for k, v in run["per_step"].items()}
+    evals = [e for e in run["evals"] if e["step"] <= steps]
+    run["eval_first"], run["eval_last"], run["steps"] = evals[0], evals[-1], steps
 
+
+def plot(result: dict, title: str, png: Path) -> None:
+    """Training accuracy (trailing mean, seed mean and each seed) with RLOO's final level; the
+    PRMs' pairwise accuracy beside the reference's likelihood; line localisation beside chance."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
         f"training accuracy (trailing mean of {result['window']})", "pairwise accuracy on fresh rollouts",
         "most negative line = first wrong line"))
     x = list(range(1, result["steps"] + 1))
-    for arm, r in result["arms"].items():
+    smooth = lambda ys: trailing_mean([y if y is not None else float("nan") for y in ys], result["window"])
+    for n, (arm, r) in enumerate(result["arms"].items()):
+        colour = COLORS[n % len(COLORS)]
         for s, c in r["seed_curves"].items():
-            fig.add_scatter(x=x, y=c, mode="lines", line={"color": COLORS[arm], "width": 1}, opacity=0.3,
+            fig.add_scatter(x=x, y=c, mode="lines", line={"color": colour, "width": 1}, opacity=0.3,
                             showlegend=False, name=f"{arm} seed {s}", row=1, col=1)
-        fig.add_scatter(x=x, y=r["mean_curve"], mode="lines", line={"color": COLORS[arm], "width": 3},
+        fig.add_scatter(x=x, y=r["mean_curve"], mode="lines", line={"color": colour, "width": 3},
                         name=f"{arm} (mean of {len(r['seed_curves'])} seeds)", row=1, col=1)
-        smooth = lambda ys: trailing_mean([y if y is not None else float("nan") for y in ys], result["window"])  # noqa: E731
-        if arm != "rloo":
+        if r["prm_pairwise_acc_first_half"] is not None:
             fig.add_scatter(x=x, y=smooth(r["per_step_seed_mean"]["reward_model/dpo_acc_before"]), mode="lines",
-                            line={"color": COLORS[arm], "width": 2}, name=f"{arm}: PRM", row=1, col=2)
+                            line={"color": colour, "width": 2}, name=f"{arm}: PRM", row=1, col=2)
             fig.add_scatter(x=x, y=smooth(r["per_step_seed_mean"]["localise/prm_line_hit"]), mode="lines",
-                            line={"color": COLORS[arm], "width": 2}, name=f"{arm}: PRM line hit", row=1, col=3)
+                            line={"color": colour, "width": 2}, name=f"{arm}: PRM line hit", row=1, col=3)
     rloo = result["arms"]["rloo"]["per_step_seed_mean"]
     fig.add_scatter(x=x, y=smooth(rloo["reward_model/ref_ll_pairwise_acc"]), mode="lines",
                     line={"color": "#555", "dash": "dot"}, name="reference log-likelihood (RLOO's rollouts)", row=1, col=2)
@@ -225,7 +280,7 @@ def plot(result: dict, png: Path) -> None:
     fig.add_hline(y=result["target_train_acc"], line_dash="dash", row=1, col=1,
                   annotation_text=f"RLOO final {result['target_train_acc']:.3f}")
     fig.add_hline(y=0.5, line_dash="dot", line_color="#999", row=1, col=2)
-    fig.update_layout(title="arith / tiny, PoC setting: PRIME vs RLOO vs frozen sharpened PRM",
+    fig.update_layout(title=title + (" (partial)" if result.get("partial") else ""),
                       width=1500, height=480, template="plotly_white")
     from playwright.sync_api import sync_playwright
 
@@ -248,24 +303,33 @@ def plot(result: dict, png: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "sample_efficiency")
+    ap.add_argument("--setting", choices=sorted(SETTINGS), default="poc")
+    ap.add_argument("--arms", nargs="+", help="arms of the setting to run (default: all of them)")
+    ap.add_argument("--runs-dir", type=Path, help="default runs/<setting>")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (threads split between them)")
+    ap.add_argument("--threads", type=int, help="torch threads of each run (default: the cores split between the jobs)")
     ap.add_argument("--window", type=int, default=10, help="trailing-mean window, steps")
     ap.add_argument("--analyze-only", action="store_true")
+    ap.add_argument("--partial", action="store_true", help="also analyse runs still training")
     args = ap.parse_args()
+    setting = SETTINGS[args.setting]
+    arms = args.arms or list(setting["arms"])
+    if unknown := [a for a in arms if a not in setting["arms"]]:
+        ap.error(f"--arms {' '.join(unknown)}: not an arm of --setting {args.setting} ({', '.join(setting['arms'])})")
+    runs = args.runs_dir or ROOT / "runs" / args.setting
     if not args.analyze_only:
-        train_all(args.runs_dir, args.seeds, args.steps, args.jobs)
-    result = analyse(args.runs_dir, args.seeds, args.steps, args.window)
+        train_all(setting, arms, runs, args.seeds, args.jobs, args.threads)
+    result = analyse(runs, arms, args.seeds, setting["steps"], args.window, args.partial)
     result["command"] = " ".join(["python benchmarks/sample_efficiency.py", *sys.argv[1:]])
-    result["settings"] = " ".join(COMMON)
+    result["settings"] = " ".join(setting["flags"])
+    result["arm_flags"] = {a: " ".join(setting["arms"][a]) for a in arms}
     result["date"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sample_efficiency.json").write_text(json.dumps(result, indent=1))
-    plot(result, RESULTS / "sample_efficiency.png")
-    print(f"PRIME / RLOO steps (paired by seed): {result['prime_over_rloo_steps']['mean']:.2f} "
-          f"CI {result['prime_over_rloo_steps']['ci95']}")
+    (RESULTS / f"{setting['result']}.json").write_text(json.dumps(result, indent=1))
+    plot(result, setting["title"], RESULTS / f"{setting['result']}.png")
+    for arm, ratio in result["ratio_over_rloo_steps"].items():
+        print(f"{arm} / RLOO steps (paired by seed): {ratio['mean']:.2f} CI {ratio['ci95']}")
     for arm, r in result["arms"].items():
         for s, c in r["poc_checks"].items():
             print(f"  {arm} seed {s}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if v is not None))
