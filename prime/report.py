@@ -1,10 +1,11 @@
 """`prime report`: one self-contained HTML file that shows runs to people without the app.
 
 Plotly and the styles are inlined; nothing is fetched (it opens from disk or an e-mail attachment
-with the network off). It holds the config of every run, the main curves overlaid, the filter's
-decisions, and token heatmaps of chosen rollouts of each run's last step: the ones with the most
-negative and the most positive Σ process reward, and a right/wrong pair of one prompt. Every
-token carries its exact values (hover, and `data-reward` for machines), as in the app.
+with the network off). It opens with the Summary (the claims of the workbench's Summary tab, the
+same numbers: prime.views.summary), then the config of every run, the curves (prime.views, as
+in the app), the filter's decisions, and token heatmaps of chosen rollouts of each run's last
+step: the ones with the most negative and the most positive Σ process reward, and a right/wrong
+pair of one prompt. Every token carries its exact values (hover, and `data-reward` for machines), as in the app.
 
 Everything comes from the run records (prime.records); nothing is recomputed but the arith
 process check that marks a wrong response's first wrong line.
@@ -18,25 +19,16 @@ import json
 import math
 from pathlib import Path
 
-from prime import records
+import pandas as pd
+
+from prime import records, views
 from prime.errors import UserError
 from prime.localise import token_lines
 from prime.render import STYLE, token_heatmap
-from prime.tasks.arith import first_wrong_line
+from prime.views import DECISIONS
 
-PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#c53030", "#319795", "#d69e2e", "#4a5568"]
-CURVES = [  # (title, [(metric, label)])
-    ("training accuracy (all samples)", [("acc", "acc")]),
-    ("eval accuracy", [("eval/acc", "greedy"), ("eval/acc_sampled", "pass@1")]),
-    ("PRM pairwise accuracy on fresh rollouts", [("reward_model/dpo_acc_before", "PRM"),
-                                                 ("reward_model/ref_ll_pairwise_acc", "reference log-likelihood")]),
-    ("most negative line = first wrong line", [("localise/prm_line_hit", "PRM"), ("localise/line_chance", "chance")]),
-    ("kept fraction (accuracy filter)", [("filter/kept_fraction", "kept")]),
-    ("response length", [("response_length/mean", "mean")]),
-]
 CONFIG_KEYS = ["model", "task", "algo", "prm", "steps", "prompts_per_step", "samples_per_prompt", "beta", "policy_lr",
                "prm_lr", "prm_sharpen", "filter_low", "filter_high", "reward_norm", "process_baseline", "seed"]
-DECISIONS = ("kept", "surplus", "too_easy", "too_hard", "truncated")
 MAX_BYTES = 5 * 2**20
 
 
@@ -50,67 +42,37 @@ def load_run(path: Path) -> dict:
     if not (path / "metrics.jsonl").exists() and not (path / "config.json").exists():
         raise UserError(f"{path}: not a run directory (no config.json or metrics.jsonl)")
     config = records.read_json(path / "config.json")
-    metrics = records.read_metrics(path)
+    metrics = pd.DataFrame(records.read_metrics(path))
     steps = sorted(int(p.stem.removeprefix("step_")) for p in (path / "rollouts").glob("step_*.parquet"))
     return {"name": path.name, "path": path, "config": config, "metrics": metrics, "rollout_steps": steps}
 
 
-def curves_figure(runs: list[dict]):
-    """The main curves of every run overlaid: a subplot per chart, a colour per run, a dash per metric."""
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=2, cols=3, subplot_titles=[t for t, _ in CURVES], horizontal_spacing=0.06,
-                        vertical_spacing=0.14)
-    for n, run in enumerate(runs):
-        colour = PALETTE[n % len(PALETTE)]
-        for c, (_, series) in enumerate(CURVES):
-            for d, (metric, label) in enumerate(series):
-                pts = [(m["step"], _finite(m.get(metric))) for m in run["metrics"] if _finite(m.get(metric)) is not None]
-                if not pts:
-                    continue
-                fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], row=c // 3 + 1, col=c % 3 + 1,
-                                mode="lines+markers" if len(pts) < 30 else "lines", name=f"{run['name']} · {label}",
-                                meta=[run["name"], metric], legendgroup=run["name"],
-                                line={"color": colour, "dash": ["solid", "dot", "dash"][d % 3]})
-    fig.update_layout(height=640, template="plotly_white", margin=dict(l=40, r=10, t=40, b=30),
-                      legend=dict(orientation="h", y=-0.08))
-    return fig
-
-
-def filter_summary(run: dict) -> tuple[str, dict]:
-    """(HTML table of decisions over all steps and at the last step, the last step's counts per
-    accuracy value {decision: {acc: prompts}})."""
-    totals = {d: sum(m.get(f"filter/{d}", 0) or 0 for m in run["metrics"]) for d in DECISIONS}
+def filter_summary(run: dict) -> tuple[str, pd.DataFrame]:
+    """(HTML table of decisions over all steps and at the last step, the last step's prompts:
+    one row each with its acc and decision)."""
+    totals = {d: int(run["metrics"][f"filter/{d}"].fillna(0).sum()) if f"filter/{d}" in run["metrics"] else 0
+              for d in DECISIONS}
     last = run["rollout_steps"][-1] if run["rollout_steps"] else None
-    bars: dict[str, dict[float, int]] = {}
+    per_prompt = pd.DataFrame({"acc": pd.Series(dtype=float), "decision": pd.Series(dtype=str)})
     if last is not None:
         df = records.read_rollouts(run["path"], last)
         per_prompt = df.groupby("prompt_id").agg(acc=("prompt_acc", "first"), decision=("filter_decision", "first"))
-        for r in per_prompt.itertuples():
-            bars.setdefault(r.decision, {})
-            bars[r.decision][float(r.acc)] = bars[r.decision].get(float(r.acc), 0) + 1
-    rows = "".join(f"<tr><td>{d}</td><td class='num'>{totals[d]}</td><td class='num'>{sum(bars.get(d, {}).values())}</td></tr>"
+    counts = per_prompt.decision.value_counts().to_dict()
+    rows = "".join(f"<tr><td>{d}</td><td class='num'>{totals[d]}</td><td class='num'>{counts.get(d, 0)}</td></tr>"
                    for d in DECISIONS)
     table = (f"<table class='filter' data-run='{html.escape(run['name'])}'><tr><th>decision</th><th>prompts, all steps</th>"
              f"<th>prompts, step {last}</th></tr>{rows}</table>")
-    return table, bars
+    return table, per_prompt
 
 
-def accuracy_bars_figure(runs_bars: list[tuple[str, dict, int]]):
-    """Last step's prompts per accuracy value, one bar per value K allows, stacked by decision; a subplot per run."""
+def accuracy_bars_figure(runs_bars: list[tuple[str, pd.DataFrame, int]]):
+    """Last step's prompts per accuracy value, stacked by decision (prime.views); a subplot per run."""
     from plotly.subplots import make_subplots
 
-    colours = {"kept": "#2b6cb0", "surplus": "#90cdf4", "too_easy": "#a0aec0", "too_hard": "#c53030", "truncated": "#d69e2e"}
     fig = make_subplots(rows=1, cols=max(1, len(runs_bars)), subplot_titles=[f"{n}: prompt accuracy" for n, _, _ in runs_bars])
-    for c, (name, bars, K) in enumerate(runs_bars):
-        values = [k / K for k in range(K + 1)]
-        for d in DECISIONS:
-            if d in bars:
-                fig.add_bar(x=values, y=[sum(n for a, n in bars[d].items() if abs(a - v) < 0.5 / K) for v in values],
-                            name=d, marker_color=colours[d], width=0.6 / K, row=1, col=c + 1, showlegend=c == 0,
-                            meta=[name, d])
-        fig.update_xaxes(tickvals=values, ticktext=[f"{k}/{K}" for k in range(K + 1)], row=1, col=c + 1)
-    fig.update_layout(barmode="stack", height=300, template="plotly_white", margin=dict(l=40, r=10, t=40, b=30))
+    for c, (name, per_prompt, K) in enumerate(runs_bars):
+        views.accuracy_bars(fig, per_prompt, K, row=1, col=c + 1, legend=c == 0, name=name)
+    fig.update_layout(barmode="stack", height=300, template="plotly_white", margin={"l": 40, "r": 10, "t": 40, "b": 30})
     return fig
 
 
@@ -153,9 +115,7 @@ def rollout_section(run_name: str, why: str, r) -> str:
         q += tok["reward"]
         tok["q"] = q
     outcome = None if r.outcome_reward is None or math.isnan(r.outcome_reward) else float(r.outcome_reward)
-    wrong = r.get("first_wrong_line") if "first_wrong_line" in r.index else None
-    if wrong is None or (isinstance(wrong, float) and math.isnan(wrong)):
-        wrong = first_wrong_line(str(r.prompt), str(r.response)) if outcome == 0 else None
+    wrong = views.first_wrong_of(r)
     if wrong is not None:
         for tok, line in zip(tokens, token_lines(texts)):
             tok["first_wrong"] = line == int(wrong)
@@ -166,6 +126,31 @@ def rollout_section(run_name: str, why: str, r) -> str:
             f"{int(r.prompt_id)} · sample {int(r.sample_idx)} · outcome {'unscorable' if outcome is None else f'{outcome:g}'} "
             f"({html.escape(str(r.verifier_detail))}) · Σ r_φ = {sum(t['reward'] for t in tokens):+.5f}{check}</p>"
             f"<p class='prompt'><b>prompt:</b> {html.escape(str(r.prompt))}</p>{token_heatmap(tokens)}</section>")
+
+
+def summary_section(runs: list[dict]) -> str:
+    """The Summary tab's claims (prime.views.summary), each with its sentences and chart, then a
+    wrong response of each PRM run's last step where the blame lands on the first wrong line and
+    one where it does not."""
+    parts = []
+    for claim in views.summary(runs):
+        sentences = "".join(f"<li class='claim-sentence'>{html.escape(t)}</li>" for t in claim["sentences"])
+        chart = views.summary_figure(claim["id"], runs).to_html(include_plotlyjs=False, full_html=False,
+                                                                 div_id=f"summary-{claim['id']}")
+        parts.append(f"<div class='claim' data-claim='{claim['id']}'><h3>{html.escape(claim['question'])}</h3>"
+                     f"<ul>{sentences}</ul>{chart}</div>")
+    for run in runs:
+        step = next((s for s in reversed(run["rollout_steps"])), None)
+        if step is None or run["config"].get("algo") == "rloo":
+            continue
+        df = records.read_rollouts(run["path"], step)
+        for kind, ex in views.blame_examples(df).items():
+            row = df[(df.prompt_id == ex["prompt_id"]) & (df.sample_idx == ex["sample_idx"])].iloc[0]
+            why = (f"the blame lands on the first wrong line (line {ex['first_wrong_line'] + 1})" if kind == "hit" else
+                   f"the blame misses: most negative line {ex['blamed_line'] + 1}, first wrong line "
+                   f"{ex['first_wrong_line'] + 1}")
+            parts.append(rollout_section(run["name"], f"{run['name']}, step {step}: {why}", row))
+    return "".join(parts)
 
 
 def config_table(runs: list[dict]) -> str:
@@ -190,7 +175,9 @@ def build_report(run_dirs: list[Path], title: str = "PRIME runs") -> str:
     if not run_dirs:
         raise UserError("no runs given: name one or more run directories")
     runs = [load_run(Path(p)) for p in run_dirs]
-    curves = curves_figure(runs).to_html(include_plotlyjs=False, full_html=False, div_id="report-curves")
+    story = summary_section(runs)
+    curves = views.curves_figure(runs, views.DEFAULT_CHARTS).to_html(include_plotlyjs=False, full_html=False,
+                                                                      div_id="report-curves")
     tables, runs_bars = [], []
     for r in runs:
         table, bars = filter_summary(r)
@@ -204,7 +191,7 @@ def build_report(run_dirs: list[Path], title: str = "PRIME runs") -> str:
             sections.append(f"<p class='note'>{html.escape(r['name'])}: no rollout with process rewards "
                             f"({'an outcome-only run' if r['config'].get('algo') == 'rloo' else 'none recorded'}).</p>")
         sections += [rollout_section(r["name"], why, row) for why, row in chosen]
-    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     names = ", ".join(html.escape(r["name"]) for r in runs)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -218,6 +205,7 @@ td.num{{text-align:right}} .filters{{display:flex;gap:24px;flex-wrap:wrap}} .rol
 </style>{STYLE}</head>
 <body><h1>{html.escape(title)}</h1>
 <p class="sub">{names} · generated {generated} by <code>prime report</code> from the run records · hover a token for its exact values</p>
+<h2 id="summary">Summary</h2>{story}
 <h2 id="config">Config</h2>{config_table(runs)}
 <h2 id="curves">Training curves</h2>{curves}
 <h2 id="filter">Accuracy filter</h2><div class="filters">{''.join(tables)}</div>{hist}

@@ -17,7 +17,7 @@ from workbench.synthetic import make_run
 
 CHROMIUM = os.environ.get("PRIME_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-TABS = {"Runs": "#runs-table table", "Training curves": ".curve .js-plotly-plot", "Filtering": "#filter-table table",
+TABS = {"Summary": "#claim-learn .claim", "Runs": "#runs-table table", "Training curves": ".curve .js-plotly-plot", "Filtering": "#filter-table table",
         "Token rewards": "#token-view .tok", "Playground": "#token-heatmap"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -120,16 +120,42 @@ def test_token_view_shows_every_response_token_with_its_recorded_reward(page, de
     shot(page, "token-view")
 
 
-def test_curves_draw_one_trace_per_selected_run(page, demo):
+def _lines_and_labels(page, selector: str) -> tuple[list, dict]:
+    """([(meta, subplot x axis, colour, showlegend)] of a plot's traces, {x axis: [label texts]})."""
+    traces = page.eval_on_selector(selector, "el => el.data.map(t => [t.meta, t.xaxis || 'x', t.line && t.line.color, "
+                                             "t.showlegend])")
+    labels: dict[str, list[str]] = {}
+    for xref, text in page.eval_on_selector(selector, "el => (el.layout.annotations || []).map(a => [a.xref, a.text])"):
+        labels.setdefault(xref, []).append(text)
+    return traces, labels
+
+
+def test_curves_name_every_line_where_it_is_drawn(page, demo):
+    """One metric per chart, a raw trace per selected run (and its smoothed line), baselines
+    grey; every line named by a label in its own subplot, no legend needed."""
+    from prime.views import BASELINE
+
     open_tab(page, demo, "Training curves")
     page.wait_for_function("[...document.querySelectorAll('.curve .js-plotly-plot')].some(p => (p.data || []).length > 0)",
                            timeout=30_000)
     selected = data.list_run_names(DEMO_RUNS)[:2]
-    traces = page.eval_on_selector(".curve .js-plotly-plot", "el => el.data.map(t => [t.meta, t.name])")
-    assert {meta for meta, _ in traces} == set(selected)
-    for metric in ("acc", "eval/acc", "filter/kept_fraction", "response_length/mean"):
-        runs = [meta for meta, name in traces if name.split(" · ")[1] == metric]
+    traces, labels = _lines_and_labels(page, ".curve .js-plotly-plot")
+    assert {meta[0] for meta, *_ in traces if meta[2] != "baseline"} == set(selected)
+    for metric in ("acc", "eval/acc", "eval/acc_sampled", "filter/kept_fraction", "filter/too_hard"):
+        runs = [meta[0] for meta, *_ in traces if meta[1] == metric and meta[2] == "raw"]
         assert sorted(runs) == sorted(selected), metric  # exactly one trace per selected run
+        assert len({axis for meta, axis, *_ in traces if meta[1] == metric}) == 1, metric  # a chart of its own
+    assert [meta[0] for meta, *_ in traces if meta[1] == "reward_model/dpo_acc_before"] == ["prime", "prime"]  # raw, EMA
+    for meta, axis, colour, showlegend in traces:
+        assert not showlegend
+        if meta[2] == "baseline":
+            assert colour == BASELINE
+            assert any(t.startswith(("reference", "chance")) for t in labels[axis]), meta
+        else:
+            assert meta[0] in labels[axis], (meta, labels[axis])  # the run's name is written in its chart
+    assert "chance" in labels[next(a for m, a, *_ in traces if m[1] == "reward_model/dpo_acc_before")]
+    note = page.locator("#curve-note").inner_text()
+    assert "EMA of weight 0.8" in note and "raw" in note
     shot(page, "curves")
 
 
@@ -242,9 +268,9 @@ def test_the_first_wrong_line_is_marked(page, demo):
 
 def test_filtering_histogram_has_one_bar_per_accuracy_value(page, demo):
     open_tab(page, demo, "Filtering")
-    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].some(p => (p.data || []).some(t => t.type === 'bar'))",
-                           timeout=30_000)
-    bars = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p.data || [])"
+    page.wait_for_function("[...document.querySelectorAll('#filter-histogram .js-plotly-plot')].some(p => (p.data || [])"
+                           ".some(t => t.type === 'bar'))", timeout=30_000)
+    bars = page.evaluate("[...document.querySelectorAll('#filter-histogram .js-plotly-plot')].flatMap(p => p.data || [])"
                          ".filter(t => t.type === 'bar').map(t => [t.name, Array.from(t.x), Array.from(t.y)])")
     from workbench.filtering import step_choices
 
@@ -279,6 +305,140 @@ def test_score_and_rank_on_a_fresh_page(page, demo, capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
+# ---------------------------------------------------------------------------- every action, fresh pages
+
+@pytest.fixture(scope="module")
+def runs_copy(tmp_path_factory):
+    """The demo's runs copied into a runs directory of one's own (Train enabled), served."""
+    root = tmp_path_factory.mktemp("runs")
+    for name in ("prime", "rloo"):
+        shutil.copytree(DEMO_RUNS / name, root / name)
+    app, url = serve(root, train_off=None)
+    yield root, url
+    app.close()
+
+
+@pytest.fixture(params=["demo", "runs-directory"])
+def served(request, demo):
+    """(root, url) of the demo, then of a runs directory of one's own."""
+    return (DEMO_RUNS, demo) if request.param == "demo" else request.getfixturevalue("runs_copy")
+
+
+def fresh(browser):
+    """A page in a context of its own: no state of another test."""
+    return browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+
+
+def no_traceback(capfd) -> None:
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_summary_tells_the_story_from_the_records(browser, served, capfd):
+    """The Summary tab, first on a fresh page: a claim per question, each with its chart and
+    the sentences computed from the records; the two example links open the token views they
+    name, with the first wrong line marked."""
+    from prime import views
+
+    root, url = served
+    capfd.readouterr()
+    page = fresh(browser)
+    page.goto(url)
+    page.wait_for_selector("#claim-learn .claim", timeout=60_000)
+    assert page.get_by_role("tab", name="Summary").get_attribute("aria-selected") == "true"
+    runs = data.run_views(root, data.list_run_names(root)[:4])
+    expected = [t for claim in views.summary(runs) for t in claim["sentences"]]
+    assert page.locator(".claim-sentence").all_inner_texts() == expected
+    for claim in ("learn", "rank", "blame", "keep"):
+        page.wait_for_function(f"(document.querySelector('#claim-chart-{claim} .js-plotly-plot') || {{}}).data", timeout=30_000)
+    traces, labels = _lines_and_labels(page, "#claim-chart-rank .js-plotly-plot")
+    assert {m[1] for m, *_ in traces} >= {"reward_model/dpo_acc_before", "reward_model/ref_ll_pairwise_acc"}
+    assert {"prime", "reference", "chance"} <= {t for texts in labels.values() for t in texts}
+    examples = page.locator(".blame-example")
+    assert sorted(e.get_attribute("data-kind") for e in examples.all()) == ["hit", "miss"]
+    shot(page, f"summary-{'demo' if root == DEMO_RUNS else 'runs'}")
+    href = page.locator(".blame-example[data-kind=hit] a").get_attribute("href")
+    page.goto(url + href)  # as a click does, cold
+    page.wait_for_selector("#token-view .tok.first-wrong", timeout=60_000)
+    assert "is the first wrong line" in page.locator("#token-summary").inner_text()
+    page.context.close()
+    no_traceback(capfd)
+
+
+def test_every_primary_action_on_a_fresh_page(browser, served, capfd):
+    """Score at `initial` and at a checkpoint, each filter of the token view and its jump, a
+    filter-table row, Write a report: each on a page of its own, the server log clean."""
+    root, url = served
+    capfd.readouterr()
+    # Playground: `initial` (the PRM equals the reference: every reward 0), then a checkpoint
+    for checkpoint, zero in (("initial", True), ("20", False)):
+        page = fresh(browser)
+        page.goto(f"{url}?tab=playground&run=prime&checkpoint={checkpoint}")
+        page.wait_for_function(f"(document.querySelector('#playground-step input') || {{}}).value === '{checkpoint}'",
+                               timeout=60_000)
+        page.locator("#score-button").click()
+        page.wait_for_function("document.querySelector('#score-summary').innerText.includes('r_φ(y)')", timeout=120_000)
+        rewards = [float(v) for v in page.eval_on_selector_all("#token-heatmap .tok", "els => els.map(e => e.dataset.reward)")]
+        assert len(rewards) > 20 and (all(r == 0 for r in rewards) if zero else any(r != 0 for r in rewards)), checkpoint
+        page.context.close()
+    # Token rewards: every filter, then the jump
+    page = fresh(browser)
+    open_tab(page, url, "Token rewards")
+    page.get_by_text("The most blamed tokens of this step").click()
+    for show in ("wrong only", "right only", "all"):
+        page.locator("#token-show").get_by_text(show, exact=True).click()
+        step = int(page.locator("#token-summary").inner_text().split("step ")[1].split(",")[0])
+        worst = data.most_blamed(root / "prime", step, 10, show).reward.tolist()
+        assert worst, show  # the demo's last step has right and wrong responses with rewards
+        page.locator("#blamed-table").scroll_into_view_if_needed()
+        page.wait_for_function(f"document.querySelector('#blamed-table').innerText.includes('{worst[0]!r}')",
+                               timeout=30_000)  # the filter's own most blamed token heads the table
+    page.locator("#jump-blamed").click()
+    page.wait_for_selector("#token-view .tok", timeout=60_000)
+    assert "⚠" not in page.locator("#token-summary").inner_text()
+    page.context.close()
+    # Filtering: the responses' place says what to do until a prompt is chosen, then shows its K responses
+    page = fresh(browser)
+    open_tab(page, url, "Filtering")
+    assert "Select a prompt" in page.locator("#filter-hint").inner_text()
+    assert not page.locator("#filter-responses").is_visible()
+    page.locator("#filter-table .virtual-body [role=row]").first.locator("[role=gridcell]").first.click()
+    page.wait_for_selector("#filter-responses .virtual-body [role=row]", timeout=30_000)
+    assert page.locator("#filter-responses .virtual-body [role=row]").count() == 4  # K
+    assert "its 4 responses" in page.locator("#filter-hint").inner_text()
+    page.context.close()
+    # Runs: Write a report
+    page = fresh(browser)
+    open_tab(page, url, "Runs")
+    page.locator("#report-button").click()
+    page.wait_for_function("document.querySelector('#report-message').innerText.includes('MB')", timeout=120_000)
+    assert "report of 2 run(s)" in page.locator("#report-message").inner_text()
+    page.context.close()
+    no_traceback(capfd)
+
+
+@pytest.mark.parametrize("tab", ["summary", "runs", "curves", "filtering", "tokens", "playground", "train"])
+def test_a_link_opens_each_tab_cold(browser, served, capfd, tab):
+    from workbench import links
+
+    assert tab in links.TABS
+    root, url = served
+    capfd.readouterr()
+    page = fresh(browser)
+    page.goto(f"{url}?tab={tab}&run=prime")
+    page.wait_for_function(f"(document.querySelector('button[role=tab][aria-selected=true]') || {{}}).dataset?.tabId "
+                           f"=== '{tab}'", timeout=60_000)
+    content = {"summary": "#claim-learn .claim", "runs": "#runs-table table", "curves": ".curve .js-plotly-plot",
+               "filtering": "#filter-table table", "tokens": "#token-view .tok", "playground": "#score-button",
+               "train": "#train-disabled" if root == DEMO_RUNS else "#train-start"}[tab]
+    page.wait_for_selector(content, timeout=60_000)
+    if tab == "train" and root == DEMO_RUNS:  # one consistent message: read-only, and how to train instead
+        text = page.locator("#train-disabled").inner_text()
+        assert "read-only" in text and "--runs runs/" in text and "data/demo" not in text
+    page.context.close()
+    no_traceback(capfd)
+
+
 # ---------------------------------------------------------------------------- the report
 
 def test_the_report_opens_offline_and_shows_the_records(browser, tmp_path):
@@ -300,16 +460,17 @@ def test_the_report_opens_offline_and_shows_the_records(browser, tmp_path):
     page.wait_for_selector("#report-curves .main-svg", timeout=30_000)
     assert failed == []  # nothing outside the file was asked for
     text = page.inner_text("body")
-    for section in ("Config", "Training curves", "Accuracy filter", "Token rewards, last step"):
+    for section in ("Summary", "Config", "Training curves", "Accuracy filter", "Token rewards, last step"):
         assert section in text
     # curves: every plotted point is the run's recorded value
     traces = page.evaluate("document.querySelector('#report-curves').data.map(t => [t.meta, t.x, t.y])")
     assert traces
     metrics = {r.name: {m["step"]: m for m in records.read_metrics(r)} for r in runs}
-    for (run, metric), xs, ys in traces:
-        assert ys == [metrics[run][x][metric] for x in xs], (run, metric)
-    assert {(run, metric) for (run, metric), _, _ in traces} >= {("prime", "acc"), ("rloo", "acc"), ("prime", "eval/acc"),
-                                                                 ("prime", "reward_model/dpo_acc_before")}
+    for (run, metric, kind), xs, ys in traces:
+        if kind == "raw":
+            assert ys == [metrics[run][x][metric] for x in xs], (run, metric)
+    assert {(run, metric) for (run, metric, kind), _, _ in traces if kind == "raw"} >= {
+        ("prime", "acc"), ("rloo", "acc"), ("prime", "eval/acc"), ("prime", "reward_model/dpo_acc_before")}
     # config and filter tables
     for run in runs:
         config = json.loads((run / "config.json").read_text())
@@ -330,6 +491,24 @@ def test_the_report_opens_offline_and_shows_the_records(browser, tmp_path):
     assert "reward" in title and "log π_prm" in title
     shot(page, "report")
     context.close()
+
+
+def test_the_report_opens_with_the_summary_tabs_numbers(browser, page, demo, tmp_path):
+    """The report's first section: the Summary tab's sentences, word for word, in the same order."""
+    from prime.report import write_report
+
+    page.goto(demo)
+    page.wait_for_selector("#claim-learn .claim", timeout=60_000)
+    app = page.locator(".claim-sentence").all_inner_texts()
+    out = tmp_path / "report.html"
+    write_report([DEMO_RUNS / n for n in data.list_run_names(DEMO_RUNS)[:4]], out, "demo")
+    report = fresh(browser)
+    report.goto(out.as_uri())
+    report.wait_for_selector("#summary-learn .main-svg", timeout=30_000)
+    assert report.locator("h2").first.inner_text() == "Summary"
+    assert report.locator(".claim-sentence").all_inner_texts() == app
+    assert report.locator("section.rollout").first.inner_text().count("first wrong line") >= 1
+    report.context.close()
 
 
 def test_the_app_writes_the_same_report(page, demo):

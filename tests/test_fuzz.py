@@ -86,7 +86,7 @@ def test_record_readers_never_crash_on_damaged_files(a_run, which, blob, keep):
         row = wdata.run_summary(a_run.parent, "r")  # never raises: an error row at worst
         assert row["status"] in ("finished", "error")
         for call in (lambda: wdata.filtering_table(a_run, 1), lambda: wdata.metrics_frame(a_run),
-                     lambda: wdata.rollout_tokens(a_run, 1, 1000, 0), lambda: wdata.curve_frame(a_run.parent, ["r"], "acc")):
+                     lambda: wdata.rollout_tokens(a_run, 1, 1000, 0), lambda: wdata.run_view(a_run.parent, "r")):
             try:
                 call()
             except UserError as e:

@@ -86,18 +86,16 @@ def test_rollout_tokens_carry_the_recorded_rewards(root):
     assert sum(s["reward"] for s in view["steps"]) == pytest.approx(view["total_reward"])
 
 
-def test_curve_frame_overlays_runs_with_smoothing_and_wall_time(root):
-    df = data.curve_frame(root, ["prime-a", "rloo-a"], "acc")
-    assert set(df.run) == {"prime-a", "rloo-a"} and set(df.metric) == {"acc", "acc/kept"}
-    wall = data.curve_frame(root, ["prime-a"], "acc", x="wall")
-    assert wall.x.max() == pytest.approx(15.0 / 60)
-    assert data.curve_frame(root, ["prime-a", "../etc"], "acc").run.unique().tolist() == ["prime-a"]
+def test_run_views_overlay_runs_and_skip_bad_names(root):
+    from prime import views
 
-
-def test_smoothing_is_a_debiased_moving_average():
-    values = pd.Series([1.0, 1.0, float("nan"), 1.0])
-    assert data.smooth(values, 0.9).dropna().tolist() == pytest.approx([1.0, 1.0, 1.0])
-    assert data.smooth(pd.Series([0.0, 1.0]), 0.5).tolist() == pytest.approx([0.0, 2 / 3])
+    runs = data.run_views(root, ["prime-a", "rloo-a", "../etc"])
+    assert [r["name"] for r in runs] == ["prime-a", "rloo-a"]
+    fig = views.curves_figure(runs, ["training accuracy (all samples)", "accuracy of kept prompts"], 0.0)
+    raw = {tuple(t.meta[:2]) for t in fig.data if t.meta[2] == "raw"}
+    assert raw == {(r, m) for r in ("prime-a", "rloo-a") for m in ("acc", "acc/kept")}
+    _, ys = views.series(runs[0], "time/wall_s", x="wall")
+    assert views.series(runs[0], "acc", x="wall")[0][-1] == pytest.approx(ys[-1] / 60)
 
 
 @pytest.mark.parametrize("name", ["../secret", "/etc", "prime-a/../../x", "..", ".", "", "a/b/c", "prime-a/..",

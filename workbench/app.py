@@ -8,10 +8,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from workbench import curves, data, filtering, links, playground, runs, tokens, train
+from workbench import curves, data, filtering, links, playground, runs, summary, tokens, train
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-DEMO_RUNS = Path(__file__).resolve().parents[1] / "data" / "demo"
+DEMO_RUNS = data.DEMO_RUNS
 
 
 def make_app(root: Path, refresh_s: float = 5.0, train_off: str | None = "not enabled for this app") -> gr.Blocks:
@@ -21,6 +21,7 @@ def make_app(root: Path, refresh_s: float = 5.0, train_off: str | None = "not en
     with gr.Blocks(title="PRIME Workbench") as app:
         gr.Markdown(f"# PRIME Workbench\nImplicit process rewards, token by token · runs from `{root}`")
         with gr.Tabs() as tabs:
+            story, story_runs, story_outs = summary.build(root)
             runs_overview, runs_chart = runs.build(root, refresh_s)
             draw, curve_inputs, plots = curves.build(root, refresh_s)
             f_run, f_step, f_outs = filtering.build(root)
@@ -41,6 +42,7 @@ def make_app(root: Path, refresh_s: float = 5.0, train_off: str | None = "not en
 
         restored = app.load(on_load, None,
                             [tabs, t_run, t_step, t_prompt, t_sample, f_run, f_step, p_run, p_step])
+        app.load(story, story_runs, story_outs)
         app.load(runs_overview, None, runs_chart)
         app.load(draw, curve_inputs, plots, show_progress="hidden")
         restored.then(None, None, None, js=links.READY_JS)

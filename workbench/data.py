@@ -11,7 +11,6 @@ large run never loads whole.
 from __future__ import annotations
 
 import json
-import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -21,34 +20,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prime import records
+from prime import records, views
 from prime.errors import UserError
 from prime.localise import token_lines
 from prime.rewards import q_values
 from prime.score import line_steps
-from prime.tasks.arith import first_wrong_line
 
+DEMO_RUNS = Path(__file__).resolve().parents[1] / "data" / "demo"  # the runs `make demo` opens: read-only
 RUN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?$")
 SUMMARY_COLUMNS = ["step", "prompt_id", "sample_idx", "prompt", "response", "reference_answer", "outcome_reward",
                    "verifier_detail", "prompt_acc", "filter_decision"]
-CURVES = {  # label -> metric names drawn together
-    "acc": ["acc", "acc/kept", "acc/drawn"],  # acc/drawn: runs written before acc took veRL's meaning
-    "training acc (all samples)": ["acc"],
-    "eval/acc": ["eval/acc", "eval/acc_sampled"],
-    "kept fraction": ["filter/kept_fraction"],
-    "filter decisions": ["filter/kept", "filter/surplus", "filter/too_easy", "filter/too_hard", "filter/truncated"],
-    "PRM loss": ["reward_model/loss"],
-    "PRM pairwise accuracy": ["reward_model/dpo_acc_before", "reward_model/pairwise_acc_pooled",
-                              "reward_model/ref_ll_pairwise_acc"],  # the last: the untrained reference as a ranker
-    "blame on the first wrong line": ["localise/prm_line_hit", "localise/line_chance", "localise/prm_token_hit",
-                                      "localise/token_chance", "localise/ref_token_hit"],
-    "advantages": ["critic/advantages/mean", "critic/advantages/max", "critic/advantages/min"],
-    "response length": ["response_length/mean", "response_length/max", "response_length/min"],
-    "step time (s)": ["timing_s/step"],
-    "policy": ["actor/pg_loss", "actor/ppo_kl", "actor/entropy", "actor/grad_norm"],
-}
-
-
 class RecordError(UserError):
     """A run's records are missing or damaged; the message names the file."""
 
@@ -177,39 +158,21 @@ def runs_table(root: Path) -> pd.DataFrame:
                         columns=["run", "status", "model", "algo", "steps", "last acc", "eval acc", "error"])
 
 
-def smooth(values: pd.Series, weight: float) -> pd.Series:
-    """TensorBoard-style exponential moving average (weight 0: raw), debiased, skipping gaps."""
-    if weight <= 0:
-        return values
-    out, avg, n = [], 0.0, 0
-    for v in values:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(float("nan"))
-            continue
-        avg, n = avg * weight + (1 - weight) * float(v), n + 1
-        out.append(avg / (1 - weight**n))
-    return pd.Series(out, index=values.index)
+def run_view(root: Path, name: str) -> dict:
+    """A run as prime.views draws it: {"name", "path", "config", "metrics" (a DataFrame)}."""
+    run = run_dir(root, name)
+    return {"name": name, "path": run, "config": read_json(run, "config.json"), "metrics": metrics_frame(run)}
 
 
-def curve_frame(root: Path, names: list[str], curve: str, smoothing: float = 0.0, x: str = "step") -> pd.DataFrame:
-    """Long format (run, metric, x, value) for one chart; x is "step" or "wall time (min)".
-    Runs whose records fail are left out (the Runs tab shows why)."""
-    frames = []
-    for name in names:
+def run_views(root: Path, names: list[str]) -> list[dict]:
+    """run_view of each name; runs whose records fail are left out (the Runs tab shows why)."""
+    out = []
+    for name in names or []:
         try:
-            m = metrics_frame(run_dir(root, name))
+            out.append(run_view(root, name))
         except UserError:
             continue
-        for metric in CURVES.get(curve, [curve]):
-            if metric not in m:
-                continue
-            part = m[["step", metric] + (["time/wall_s"] if "time/wall_s" in m else [])].dropna(subset=[metric])
-            if not len(part):
-                continue
-            xs = part["step"] if x == "step" else part.get("time/wall_s", pd.Series(0.0, index=part.index)).fillna(0.0) / 60
-            frames.append(pd.DataFrame({"run": name, "metric": metric, "x": xs.values,
-                                        "value": smooth(part[metric].astype(float), smoothing).values}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "metric", "x", "value"])
+    return out
 
 
 def rollout_steps(run: Path) -> list[int]:
@@ -292,7 +255,7 @@ def rollout_tokens(run: Path, step: int, prompt_id: int, sample_idx: int) -> dic
                 tok[key] = float(r[col][t])
         tokens.append(tok)
     has_rewards = len(r.process_reward) == n
-    wrong_line = first_wrong_of(r)
+    wrong_line = views.first_wrong_of(r)
     if wrong_line is not None:
         for tok, line in zip(tokens, token_lines(texts)):
             tok["first_wrong"] = line == wrong_line
@@ -330,17 +293,6 @@ def most_blamed(run: Path, step: int, n: int = 10, show: str = "all") -> pd.Data
     return pd.DataFrame([{"prompt_id": p, "sample": k, "token": t, "text": repr(text), "reward": v, "outcome": o}
                          for v, p, k, t, text, o in found[:n]],
                         columns=["prompt_id", "sample", "token", "text", "reward", "outcome"])
-
-
-def first_wrong_of(r) -> int | None:
-    """A rollout row's first wrong line: the recorded one, or (records made before the column
-    existed, imports) the arith process check run now; None for right or unchecked responses."""
-    recorded = getattr(r, "first_wrong_line", None)
-    if recorded is not None and not pd.isna(recorded):
-        return int(recorded)
-    if "first_wrong_line" in r.index or pd.isna(r.outcome_reward) or float(r.outcome_reward) != 0:
-        return None
-    return first_wrong_line(str(r.prompt), str(r.response))
 
 
 def _tensor(values):

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from prime.errors import UserError
+from prime.views import accuracy_bars as accuracy_bars_into
 from workbench import data
 
 
@@ -32,28 +33,18 @@ def show_step(root: Path, run: str, step):
     fig = accuracy_bars(table)
     fig.add_vrect(x0=low, x1=high, fillcolor="#2b6cb0", opacity=0.08, line_width=1, annotation_text=f"keep [{low:g}, {high:g}]")
     fig.update_layout(barmode="stack", height=280, title=f"prompt accuracy, step {step}", xaxis_title="acc over K samples",
-                      yaxis_title="prompts", template="plotly_white", margin=dict(l=40, r=10, t=40, b=30))
+                      yaxis_title="prompts", template="plotly_white", margin={"l": 40, "r": 10, "t": 40, "b": 30})
     counts = table.decision.value_counts().to_dict()
     msg = f"step {step}: {len(table)} prompts; " + ", ".join(f"{k} {v}" for k, v in counts.items())
     return table, fig, msg
 
 
-DECISION_COLOURS = (("kept", "#2b6cb0"), ("surplus", "#90cdf4"), ("too_easy", "#a0aec0"), ("too_hard", "#c53030"),
-                    ("truncated", "#d69e2e"))
 
 
 def accuracy_bars(table: pd.DataFrame) -> go.Figure:
-    """Prompts per accuracy value: one bar per value K samples allow (0, 1/K, ..., 1), stacked by decision."""
-    K = int(table.K.max()) if len(table) else 4
-    values = [k / K for k in range(K + 1)]
+    """Prompts per accuracy value, stacked by decision (prime.views.accuracy_bars)."""
     fig = go.Figure()
-    for decision, colour in DECISION_COLOURS:
-        part = table[table.decision == decision]
-        if len(part):
-            counts = [int((abs(part.acc - v) < 0.5 / K).sum()) for v in values]
-            fig.add_trace(go.Bar(x=values, y=counts, name=decision, marker_color=colour, width=0.6 / K,
-                                 hovertemplate=f"{decision}: %{{y}} prompts at acc %{{x:.3g}}<extra></extra>"))
-    fig.update_xaxes(tickvals=values, ticktext=[f"{k}/{K}" for k in range(K + 1)], range=[-0.6 / K, 1 + 0.6 / K])
+    accuracy_bars_into(fig, table, int(table.K.max()) if len(table) else 4)
     return fig
 
 
@@ -67,9 +58,11 @@ def build(root: Path) -> None:
             step = gr.Dropdown(choices=steps0, value=steps0[-1] if steps0 else None, label="step",
                                allow_custom_value=True)  # see tokens.build
         message = gr.Markdown(elem_id="filter-message")
-        hist = gr.Plot(label="prompt accuracy")
+        hist = gr.Plot(label="prompt accuracy", elem_id="filter-histogram")
         table = gr.Dataframe(label="prompts (select a row to see its responses)", elem_id="filter-table", interactive=False, wrap=True)
-        responses = gr.Dataframe(label="the prompt's K responses", elem_id="filter-responses", interactive=False, wrap=True)
+        hint = gr.Markdown("Select a prompt in the table above to see its K responses here.", elem_id="filter-hint")
+        responses = gr.Dataframe(label="the prompt's K responses", elem_id="filter-responses", interactive=False,
+                                 wrap=True, visible=False)
 
         def on_run(name, s_now):
             steps = step_choices(root, name)
@@ -78,11 +71,14 @@ def build(root: Path) -> None:
         def on_select(name, s, tbl: pd.DataFrame, evt: gr.SelectData):
             try:
                 prompt_id = int(tbl.iloc[evt.index[0]]["prompt_id"])
-                return data.prompt_responses(data.run_dir(root, name), int(s), prompt_id)
-            except (UserError, IndexError, KeyError, TypeError, ValueError):
-                return pd.DataFrame()
+                shown = data.prompt_responses(data.run_dir(root, name), int(s), prompt_id)
+            except (UserError, IndexError, KeyError, TypeError, ValueError) as e:
+                return gr.Dataframe(visible=False), f"⚠ could not show that prompt's responses: {e}"
+            return gr.Dataframe(value=shown, visible=True), f"Prompt {prompt_id}, step {s}: its {len(shown)} responses."
 
         run.input(on_run, [run, step], step)  # .input: a restored link's update does not reset the step
         step.change(lambda n, s: show_step(root, n, s), [run, step], [table, hist, message])
-        table.select(on_select, [run, step, table], responses)
+        table.select(on_select, [run, step, table], [responses, hint])
+        step.change(lambda: (gr.Dataframe(visible=False), ("Select a prompt in the table above to see its K "
+                    "responses here.")), None, [responses, hint])
         return run, step, (table, hist, message)

@@ -20,7 +20,7 @@ from prime.errors import UserError
 from workbench import data
 
 KEYS = ("tab", "run", "step", "prompt", "sample", "checkpoint")
-TABS = ("runs", "curves", "filtering", "tokens", "playground", "train")
+TABS = ("summary", "runs", "curves", "filtering", "tokens", "playground", "train")
 
 
 def set_query_js(keys: list[str], fixed: dict | None = None) -> str:

@@ -13,11 +13,12 @@ from workbench import data
 
 def overview(root: Path):
     """Training accuracy (all samples, before filtering) of every run, one small chart."""
+    from prime.views import SMOOTHING
     from workbench.curves import figure
 
     names = data.list_run_names(root)
-    fig = figure(root, names, 0.6, "step", charts=["training acc (all samples)"], cols=1)
-    fig.update_layout(height=260, showlegend=True, title="training accuracy of every run (smoothed 0.6)")
+    fig = figure(root, names, SMOOTHING, "step", charts=["training accuracy (all samples)"], cols=1)
+    fig.update_layout(height=300, title=f"training accuracy of every run (EMA {SMOOTHING:g}; faint: raw)")
     return fig
 
 

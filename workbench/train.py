@@ -122,12 +122,21 @@ class TrainJob:
         return f"**{self.run.name}**: {state}" + (f"  \n`{tail}`" if tail else "")
 
 
+def disabled_message(root: Path, off: str) -> str:
+    """What the tab says where it may not start runs: why, and the one way to train that works."""
+    if Path(root).resolve() == data.DEMO_RUNS.resolve():  # nothing may write into the shipped demo
+        return ("The demo runs are read-only, so this tab starts nothing here. To train, open the workbench on a "
+                "directory of yours (`python -m workbench --runs runs/`) and start a run in this tab, or run "
+                "`prime train --out runs/NAME` in a terminal; either run appears in every tab as it trains.")
+    return (f"Starting runs from the browser is off: {off}. A run started with `prime train --out {root}/NAME` "
+            "in a terminal appears in the other tabs as it trains.")
+
+
 def build(root: Path, refresh_s: float, off: str | None) -> None:
     """The tab; `off`: why this app may not start runs (then the tab only says so)."""
     with gr.Tab("Train", id="train"):
         if off:
-            gr.Markdown(f"Starting runs from the browser is off: {off}. A run started with `prime train --out "
-                        f"{root}/NAME` in a terminal appears in the other tabs as it trains.", elem_id="train-disabled")
+            gr.Markdown(disabled_message(root, off), elem_id="train-disabled")
             return
         job = TrainJob(root)
         gr.Markdown("Start a small run; watch it in the other tabs as it trains (they refresh). Defaults learn "
