@@ -6,6 +6,8 @@ prompt b // K), T tokens.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -68,3 +70,59 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch
     mean = (values * mask).sum() / n
     var = (((values - mean) * mask) ** 2).sum() / (n - 1)
     return (values - mean) * torch.rsqrt(var + eps) * mask
+
+
+# ---------------------------------------------------------------------------- process credit forms
+# The paper's credit (process_advantages above) gives token t the sum of the future token rewards.
+# Two bounded alternatives from later work act on line-level rewards: a response's lines are its
+# steps, and a line's reward is the sum of its tokens' rewards, placed on the line's last token.
+
+def line_rewards(rewards: torch.Tensor, line_end: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each line's summed token rewards on its last token, 0 elsewhere.
+
+    line_end: (B, T), 1 on the last response token of every line (a response's last token ends
+    its last line). rewards, line_end, mask: (B, T) -> (B, T).
+    """
+    ends = line_end * mask
+    segment = (ends.cumsum(-1) - ends).long()  # (B, T): the line each token is on
+    sums = torch.zeros_like(rewards).scatter_add_(1, segment, rewards * mask)  # (B, T): line sums by line index
+    return sums.gather(1, segment) * ends
+
+
+def min_credit(rewards: torch.Tensor, line_end: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PURE's min-form credit (arXiv 2504.15275): a token of line k gets min_{j ≥ k} of the line
+    rewards, the worst step still ahead, instead of their sum. (B, T) -> (B, T)."""
+    ends = line_end * mask
+    segment = (ends.cumsum(-1) - ends).long()  # (B, T)
+    sums = torch.zeros_like(rewards).scatter_add_(1, segment, rewards * mask)  # (B, T): line k's reward at index k
+    n_lines = ends.sum(-1, keepdim=True)  # (B, 1)
+    index = torch.arange(rewards.shape[1], device=rewards.device).unsqueeze(0)  # (1, T)
+    lines = torch.where(index < n_lines, sums, torch.full_like(sums, float("inf")))
+    future_min = lines.flip(-1).cummin(-1).values.flip(-1)  # (B, T): min over lines j ≥ k
+    return torch.where(mask > 0, future_min.gather(1, segment), torch.zeros_like(rewards))  # padding: 0, not inf
+
+
+def process_advantages_min(process_reward: torch.Tensor, line_end: torch.Tensor, mask: torch.Tensor,
+                           K: int) -> torch.Tensor:
+    """Min-form process advantage: min_credit minus the leave-one-out mean of the other K−1
+    responses' credit at their first token (their worst line). (B, T) -> (B, T)."""
+    credit = min_credit(process_reward, line_end, mask)
+    first = credit.gather(1, mask.argmax(-1, keepdim=True)).squeeze(-1)  # (B,): at each response's first token
+    return (credit - rloo_baseline(first, K).unsqueeze(-1)) * mask
+
+
+def clipped_line_rewards(rewards: torch.Tensor, line_end: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gao et al.'s clip (arXiv 2410.15115) on line rewards: min(line reward, 0), so a process
+    reward can only blame, and repeating a step cannot earn credit. (B, T) -> (B, T)."""
+    return line_rewards(rewards, line_end, mask).clamp(max=0.0)
+
+
+def line_ends(token_lines_per_row: list[list[int]], mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) 1 on the last token of every line of each response, from each response's line
+    index per token (prime.localise.token_lines), laid out where mask is 1 (row by row)."""
+    flat = []
+    for lines in token_lines_per_row:
+        flat += [float(a != b) for a, b in itertools.pairwise(lines)] + ([1.0] if lines else [])
+    out = torch.zeros_like(mask)
+    out[mask.bool()] = torch.tensor(flat, dtype=mask.dtype, device=mask.device)
+    return out

@@ -135,6 +135,24 @@ def _train(args) -> None:
     print(train(cfg, resume=bool(args.resume)))
 
 
+def _prm_pretrain(args) -> None:
+    """A PRM warm-started on the start model's own samples: PRIME steps with the policy held at the
+    start model (learning rate 0), the PRM trained online on the verifier's outcome labels."""
+    from dataclasses import fields
+
+    from prime.config import TrainConfig
+    from prime.trainer import latest_checkpoint, train
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    if given.get("algo", "prime") != "prime" or given.get("prm", "online") != "online":
+        raise UserError("prime prm pretrain trains the PRM: --algo prime and --prm online (the defaults) are required")
+    if given.get("policy_lr", 0.0) != 0.0:
+        raise UserError("prime prm pretrain holds the policy at the start model: leave out --policy-lr (it is 0 here)")
+    cfg = TrainConfig.from_dict(given | {"policy_lr": 0.0, "algo": "prime", "prm": "online"}, source="command line")
+    print(train(cfg))
+    print(f"warm-started PRM: use it with `prime train --prm-init {latest_checkpoint(Path(cfg.out))}`")
+
+
 def _eval(args) -> None:
 
     from prime.evaluate import accuracy
@@ -226,6 +244,16 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(t)
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (its config, overridable)")
     t.set_defaults(func=_train)
+
+    r = sub.add_parser("prm", help="the implicit PRM on its own").add_subparsers(dest="prm_command", required=True)
+    w = r.add_parser("pretrain", help="warm-start a PRM on the start model's own samples (EurusPRM-Stage-1's role, "
+                                      "on-policy): PRIME steps with the policy held fixed; prints the --prm-init path",
+                     description="Train only the PRM: each step samples from the start model (policy learning rate 0), "
+                                 "filters, and updates the PRM on the verifier's outcome labels, exactly as `prime train` "
+                                 "does. The last checkpoint's prm adapter is the warm start: `prime train --prm-init "
+                                 "OUT/checkpoints/step_N`. Takes every `prime train` flag but --policy-lr.")
+    add_arguments(w)
+    w.set_defaults(func=_prm_pretrain)
 
     e = sub.add_parser("eval", help="accuracy of a run's policy on a held-out split (greedy and sampled)")
     e.add_argument("--run", required=True, help="run directory")

@@ -81,6 +81,14 @@ class TrainConfig:
     """paper (Eq. 5) or code (the authors' per-token variant)"""
     gamma: float = 1.0
     """discount for process returns (paper 1)"""
+    process_credit: str = "sum"
+    """how process rewards become credit: sum (paper Eq. 5: a token gets the sum of the future
+    token rewards); min (PURE, arXiv 2504.15275: a token gets the minimum of the future line
+    rewards, a line's reward being the sum of its tokens'; baseline: the other samples' worst
+    line); clip (Gao et al., arXiv 2410.15115: line rewards clipped at 0 from above, so they only
+    blame, then summed as in Eq. 5). The PRM and its loss are unchanged"""
+    process_weight: float = 1.0
+    """w in A = A_outcome + w · A_process (paper 1): the process term's weight against the outcome's"""
     zero_last_process_reward: bool = False
     """set each response's last-token process reward to 0 before normalisation and advantages, as
     veRL's PRIME recipe does (paper and PRIME-RL: kept). The PRM loss still sums every token."""
@@ -120,6 +128,7 @@ class TrainConfig:
     def __post_init__(self):
         choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
                    "reward_norm": ("batch_norm", "none"), "process_baseline": ("paper", "code"),
+                   "process_credit": ("sum", "min", "clip"),
                    "quant": ("4bit", "none"), "layout": ("shared", "separate"), "sampler": ("merged", "adapter")}
         from prime.errors import UserError
 
@@ -159,7 +168,7 @@ class TrainConfig:
             "policy_grad_clip": positive, "prm_grad_clip": positive, "micro_batch": at_least(1),
             "ppo_mini_batches": at_least(1), "prm_mini_batches": at_least(1), "max_new_tokens": at_least(1),
             "temperature": positive, "top_p": (lambda v: finite(v) and 0 < v <= 1, "a number in (0, 1]"),
-            "gamma": fraction, "lora_r": at_least(1), "seed": at_least(0), "eval_every": at_least(0),
+            "gamma": fraction, "process_weight": non_negative, "lora_r": at_least(1), "seed": at_least(0), "eval_every": at_least(0),
             "eval_n": at_least(1), "checkpoint_every": at_least(1), "keep_last_checkpoints": at_least(1),
             "keep_checkpoint_every": at_least(0), "report_table_every": at_least(0),
         }.items()]

@@ -16,12 +16,19 @@ from pathlib import Path
 import torch
 
 from prime import records
-from prime.advantages import outcome_advantages, process_advantages, whiten
+from prime.advantages import (
+    clipped_line_rewards,
+    line_ends,
+    outcome_advantages,
+    process_advantages,
+    process_advantages_min,
+    whiten,
+)
 from prime.config import TrainConfig
-from prime.evaluate import accuracy
 from prime.errors import UserError
+from prime.evaluate import accuracy
 from prime.filtering import KEPT, SURPLUS, filter_decisions
-from prime.localise import localisation_rates, localise
+from prime.localise import localisation_rates, localise, token_lines
 from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
 from prime.models import LoraSettings, Roles, make_batch, resolve_model
 from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
@@ -219,12 +226,21 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     return prm_logp, ref_logp, stats
 
 
-def advantage_stage(outcome, process_reward, mask, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """§7.6: Eq. 5 (outcome RLOO + process RLOO returns), then whitening. Returns (A, returns)."""
+def advantage_stage(outcome, process_reward, mask, cfg, line_end=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """§7.6: Eq. 5 (outcome RLOO + process_weight × process RLOO returns in the process_credit
+    form; line_end marks each line's last token, needed by the line-level forms), then
+    whitening. Returns (A, returns)."""
     K = cfg.samples_per_prompt
     returns = outcome_advantages(outcome, mask, K)
     if cfg.algo == "prime":
-        returns = returns + process_advantages(process_reward, mask, K, cfg.gamma, cfg.process_baseline)
+        if cfg.process_credit == "sum":  # the paper's
+            process = process_advantages(process_reward, mask, K, cfg.gamma, cfg.process_baseline)
+        elif cfg.process_credit == "min":
+            process = process_advantages_min(process_reward, line_end, mask, K)
+        else:  # clip
+            process = process_advantages(clipped_line_rewards(process_reward, line_end, mask), mask, K, cfg.gamma,
+                                         cfg.process_baseline)
+        returns = returns + cfg.process_weight * process
     return whiten(returns, mask), returns
 
 
@@ -506,7 +522,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     # the last step come first; they are sampled again by the current policy (§4).
     drawn: list[Group] = []
     draws = n_kept = 0
-    more = lambda: bool(state.buffer) or state.cursor < len(order)  # noqa: E731
+    more = lambda: bool(state.buffer) or state.cursor < len(order)
     merged = roles.sampler() if cfg.sampler == "merged" and more() else None  # once per step: the policy is fixed until §7.7
     while n_kept < P and draws < cfg.max_draws_per_step and more():
         ids, state.buffer = state.buffer[:P], state.buffer[P:]
@@ -567,8 +583,10 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     timing["ref"] = time.time() - t
 
     # 6. advantages
+    kept_texts = [token_texts(tok, r) for g in kept for r in g.responses]
     t = time.time()
-    advantages, returns = advantage_stage(outcome, process_reward, mask, cfg)
+    line_end = line_ends([token_lines(x) for x in kept_texts], mask) if cfg.process_credit != "sum" else None
+    advantages, returns = advantage_stage(outcome, process_reward, mask, cfg, line_end)
     timing["adv"] = time.time() - t
 
     # 7. PPO update of the policy
@@ -583,7 +601,6 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
 
     kept_index = {(g.prompt_id, k): n * K + k for n, g in enumerate(kept) for k in range(K)}
     use_prm = cfg.algo == "prime"
-    kept_texts = [token_texts(tok, r) for g in kept for r in g.responses]
     localised = process_check(kept, kept_texts, unpad(raw) if use_prm else None, unpad(ref_logp))
     rows = rollout_rows(step, drawn, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
                         unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg, kept_texts)

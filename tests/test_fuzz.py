@@ -131,6 +131,8 @@ def run_cli(argv, monkeypatch, capsys):
     (["--top-p", "1.5"], "top_p"),
     (["--samples-per-prompt", "1"], "samples_per_prompt"),
     (["--keep-last-checkpoints", "0"], "keep_last_checkpoints"),
+    (["--process-weight", "-0.5"], "process_weight"),  # would reward the blamed tokens
+    (["--process-credit", "max"], "process_credit"),
 ])
 def test_out_of_range_fields_are_refused_before_loading(argv, field, monkeypatch, capsys, tmp_path):
     code, err, cfg = run_cli(["--out", str(tmp_path / "r"), *argv], monkeypatch, capsys)
