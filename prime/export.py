@@ -55,6 +55,8 @@ FIELD_MAP: dict[str, tuple[str | None, str]] = {
     "reward_norm": ("reward_model.prime_norm", "as is"),
     "process_baseline": (None, "veRL always uses the code form; paper form cannot be expressed"),
     "gamma": ("algorithm.gamma", "veRL's rloo ignores it (γ = 1); values other than 1 cannot be expressed"),
+    "process_credit": (None, "veRL's recipe sums future process rewards (the paper's form); min and clip cannot be expressed"),
+    "process_weight": ("algorithm.reward_dpo_coef", "with algorithm.reward_gt_coef = 1: A = A_outcome + w·A_process"),
     "zero_last_process_reward": (None, "veRL always zeroes the last token's process reward; off cannot be expressed"),
     "lora_r": ("actor_rollout_ref.model.lora_rank", "policy only; the recipe's PRM trains fully (no LoRA)"),
     "quant": (None, "veRL trains in bf16 without 4-bit quantisation"),
@@ -147,7 +149,7 @@ def overrides(cfg: TrainConfig, name: str, model_path: str) -> list[tuple[str, o
         ("actor_rollout_ref.rollout.n", cfg.samples_per_prompt), ("actor_rollout_ref.rollout.temperature", cfg.temperature),
         ("actor_rollout_ref.rollout.top_p", cfg.top_p),
         ("algorithm.adv_estimator", "rloo"), ("algorithm.gamma", cfg.gamma), ("algorithm.kl_ctrl.kl_coef", 0.0),
-        ("algorithm.reward_gt_coef", 1.0), ("algorithm.reward_dpo_coef", 1.0),
+        ("algorithm.reward_gt_coef", 1.0), ("algorithm.reward_dpo_coef", cfg.process_weight),
         ("reward_model.enable", prime), ("reward_model.model.path", model_path),
         ("reward_model.model.update", "after" if cfg.prm_update == "single" else "before"),
         ("reward_model.model.beta_train", cfg.beta),
@@ -178,6 +180,9 @@ def not_expressible(cfg: TrainConfig) -> list[str]:
         notes.append("process_baseline = 'paper': veRL's advantages use the code-form process baseline")
     if not cfg.zero_last_process_reward:
         notes.append("zero_last_process_reward = False: veRL zeroes the last token's process reward")
+    if cfg.process_credit != "sum":
+        notes.append(f"process_credit = {cfg.process_credit!r}: veRL's recipe gives each token the sum of the future "
+                     "process rewards (the paper's form)")
     if cfg.gamma != 1.0:
         notes.append(f"gamma = {cfg.gamma}: veRL's rloo uses γ = 1")
     if cfg.quant == "4bit":

@@ -11,6 +11,7 @@ import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -70,6 +71,9 @@ class LoopState:
 
     step: int = 0
     cursor: int = 0
+    """position in the current epoch's order of the training rows"""
+    epoch: int = 0
+    """passes over the training rows completed: each epoch draws them in a new seeded order"""
     buffer: list[int] = field(default_factory=list)
     """surplus kept prompts (row indices), drawn first next step and sampled again (PRIME_SPEC §4)"""
 
@@ -391,11 +395,28 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------- the loop
 
-def data_order(n_rows: int, seed: int) -> list[int]:
-    """The order in which a run with this seed draws its training rows."""
+@lru_cache(maxsize=2)
+def data_order(n_rows: int, seed: int, epoch: int = 0) -> tuple[int, ...]:
+    """The order in which a run with this seed draws its training rows in this epoch (the first
+    epoch's order depends on the seed alone, as it always has)."""
     order = list(range(n_rows))
-    random.Random(seed).shuffle(order)
-    return order
+    random.Random(seed if epoch == 0 else seed * 1_000_003 + epoch).shuffle(order)
+    return tuple(order)
+
+
+def next_prompts(state: LoopState, n: int, n_rows: int, seed: int) -> list[int]:
+    """The next n row indices of the data stream; where an epoch ends, the next one starts in a
+    new order (a run longer than one pass over the data never runs dry)."""
+    if n_rows == 0:
+        raise UserError("the task has no training rows to draw prompts from")
+    ids: list[int] = []
+    while len(ids) < n:
+        take = data_order(n_rows, seed, state.epoch)[state.cursor : state.cursor + n - len(ids)]
+        ids += take
+        state.cursor += len(take)
+        if state.cursor >= n_rows:
+            state.epoch, state.cursor = state.epoch + 1, 0
+    return ids
 
 
 def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> dict:
@@ -437,7 +458,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     test_rows = fit_context(test_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
     if skipped:
         print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
-    order = data_order(len(train_rows), cfg.seed)
 
     state = LoopState()
     if resume:  # continue from the last checkpoint (or the start); drop anything written after it
@@ -480,7 +500,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             trackers.log(first, 0)
     try:
         while state.step < cfg.steps and not stop["requested"]:
-            metrics = one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, policy_opt, run)
+            metrics = one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt, run)
             metrics["time/wall_s"] = time.time() - t_run
             records.append_metrics(run, metrics)
             if trackers:
@@ -511,7 +531,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     return run
 
 
-def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, policy_opt, run) -> dict:
+def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt, run) -> dict:
     """One PRIME iteration (§7.1–7.8); advances `state`."""
     P, K = cfg.prompts_per_step, cfg.samples_per_prompt
     step = state.step + 1
@@ -522,13 +542,10 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     # the last step come first; they are sampled again by the current policy (§4).
     drawn: list[Group] = []
     draws = n_kept = 0
-    more = lambda: bool(state.buffer) or state.cursor < len(order)
-    merged = roles.sampler() if cfg.sampler == "merged" and more() else None  # once per step: the policy is fixed until §7.7
-    while n_kept < P and draws < cfg.max_draws_per_step and more():
+    merged = roles.sampler() if cfg.sampler == "merged" else None  # once per step: the policy is fixed until §7.7
+    while n_kept < P and draws < cfg.max_draws_per_step:
         ids, state.buffer = state.buffer[:P], state.buffer[P:]
-        fresh = min(P - len(ids), len(order) - state.cursor)
-        ids += order[state.cursor : state.cursor + fresh]
-        state.cursor += fresh
+        ids += next_prompts(state, P - len(ids), len(train_rows), cfg.seed)
         t = time.time()
         groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws, merged=merged)
         timing["gen"] += time.time() - t
@@ -546,7 +563,7 @@ def one_step(state, roles, tok, train_rows, order, test_rows, cfg, prm_opt, poli
     state.buffer = [g.prompt_id for g in surplus] + state.buffer
     decisions = [g.decision for g in drawn]
     n_drawn = sum(len(g.outcome) for g in drawn)
-    metrics = {"step": step, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
+    metrics = {"step": step, "data/epoch": state.epoch, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
                **{f"filter/{d}": decisions.count(d) for d in ("kept", "surplus", "too_easy", "too_hard", "truncated")},
                "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
                # veRL's `acc`: mean outcome of every rollout generated this step, before filtering

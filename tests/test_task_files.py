@@ -55,6 +55,21 @@ def test_a_few_steps_on_a_verl_parquet(verl_dir, tmp_path, tiny_dir):
     assert set(read_rollouts(run, 1).prompt) <= {q for q, _ in ARITH}
 
 
+def test_a_run_longer_than_its_data_starts_new_epochs(verl_dir, tmp_path, tiny_dir):
+    """More prompts drawn than the file holds: every step still trains on P kept prompts, drawn
+    from a new pass over the rows (data/epoch counts the passes), instead of running dry."""
+    from prime.records import read_metrics
+    from prime.trainer import train
+
+    run = tmp_path / "run"
+    steps = len(ARITH) + 1  # two prompts a step: more than two passes over the rows
+    train(TrainConfig(out=str(run), task=str(verl_dir), steps=steps, prompts_per_step=2, eval_every=0,
+                      max_new_tokens=40, filter_low=0.0, filter_high=1.0), progress=False)
+    rows = [m for m in read_metrics(run) if m["step"] > 0]
+    assert [m["filter/kept"] for m in rows] == [2] * steps
+    assert rows[-1]["data/epoch"] == 2 * steps // len(ARITH)
+
+
 def test_flat_jsonl_with_every_verifier_and_a_system_prompt(tmp_path):
     rows = [{"id": "m", "prompt": "What is 2+2?", "answer": "4", "system": "Be brief."},
             {"id": "c", "prompt": "Write add.", "tests": ["assert add(1, 2) == 3"], "entry_point": "add"},

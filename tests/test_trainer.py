@@ -301,3 +301,15 @@ def test_checkpoint_retention(tmp_path):
     assert len(dropped) == 116 and latest_checkpoint(run).name == "step_000120"
     prune_checkpoints(run, TrainConfig(steps=119, keep_last_checkpoints=1, keep_checkpoint_every=0))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000119", "step_000120", "step_000121.partial"]
+
+
+def test_the_data_stream_wraps_into_new_epochs():
+    from prime.trainer import LoopState, data_order, next_prompts
+
+    state = LoopState()
+    drawn = [next_prompts(state, 3, 5, seed=7) for _ in range(4)]  # 12 prompts from 5 rows
+    flat = [i for ids in drawn for i in ids]
+    assert flat[:5] == list(data_order(5, 7)) and sorted(flat[:5]) == list(range(5))  # the first epoch as always
+    assert flat[5:10] == list(data_order(5, 7, 1)) and sorted(flat[5:10]) == list(range(5))
+    assert (state.epoch, state.cursor) == (2, 2)
+    assert LoopState(**{"step": 3, "cursor": 1, "buffer": []}).epoch == 0  # checkpoints from before epochs
