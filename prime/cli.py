@@ -32,7 +32,7 @@ def _build(args) -> None:
         from prime.tasks import load_task
         from prime.tiny import TinySettings, build_tiny
 
-        log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731 - stdout carries only the path
+        log = lambda msg: print(msg, file=sys.stderr)
         info = build_tiny(path, TinySettings(seed=args.seed), log=log)
         model, tok = models.load_base(path, quant="none", device=models.default_device()), models.load_tokenizer(path)
         test = load_task("arith", "test")
@@ -121,15 +121,12 @@ def _score(args) -> None:
 def _train(args) -> None:
     from dataclasses import fields
 
-    from prime.config import TrainConfig
-    from prime.records import read_json
+    from prime.config import TrainConfig, run_config
     from prime.trainer import train
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     if args.resume:
-        saved = read_json(Path(args.resume) / "config.json")
-        saved = {k: v for k, v in saved.items() if k not in ("model", "code_version")} | {"model": saved["model"]["name"]}
-        cfg = TrainConfig.from_dict({**saved, **given, "out": args.resume}, source=f"{args.resume}/config.json")
+        cfg = run_config(args.resume, **given)
     else:
         cfg = TrainConfig.from_dict(given, source="command line")
     print(train(cfg, resume=bool(args.resume)))
@@ -154,28 +151,29 @@ def _prm_pretrain(args) -> None:
 
 
 def _eval(args) -> None:
+    """The run's own evaluation (trainer.evaluate with the run's config: system prompt,
+    temperature, length, seed) of one checkpoint's policy on a split."""
+    import torch
 
-    from prime.evaluate import accuracy
+    from prime.config import run_config
     from prime.models import LoraSettings, Roles, resolve_model
-    from prime.records import read_json
     from prime.score import checkpoint_dir
-    from prime.tasks import load_task
+    from prime.trainer import evaluate, task_rows
 
-    cfg = read_json(Path(args.run) / "config.json")
-    ckpt = checkpoint_dir(Path(args.run), args.step)
-    try:
-        model_name, task, r, max_new = cfg["model"]["name"], cfg["task"], cfg["lora_r"], cfg["max_new_tokens"]
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{args.run}/config.json: missing field {e}; is it a run made by `prime train`?") from None
-    roles = Roles(resolve_model(model_name), quant=cfg.get("quant", "4bit"), lora=LoraSettings(r=r, alpha=2 * r))
-    roles.load_adapters(ckpt)
-    rows = load_task(task, args.split)[: args.n]
-    model, tok = roles.sampler(), roles.tokenizer
-    greedy = accuracy(model, tok, rows, max_new, greedy=True)
-    sampled = accuracy(model, tok, rows, max_new, greedy=False, seed=args.seed)
-    out = {"run": args.run, "checkpoint": ckpt.name, "split": args.split, "n": len(rows),
-           "greedy_acc": greedy["acc"], "sampled_acc": sampled["acc"], "unscorable": greedy["unscorable"]}
-    print(json.dumps(out))
+    run = Path(args.run)
+    if not (run / "config.json").is_file():
+        raise UserError(f"{run}: no config.json; is it a run directory made by `prime train`?")
+    cfg = run_config(run, **({"seed": args.seed} if args.seed is not None else {}))
+    ckpt = checkpoint_dir(run, args.step)
+    roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
+                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r),
+                  device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    roles.load_adapters(ckpt, roles=("policy",))
+    rows = task_rows(cfg, roles, args.split, args.n if args.n is not None else cfg.eval_n)
+    acc = evaluate(roles, rows, cfg)
+    print(json.dumps({"run": args.run, "checkpoint": ckpt.name, "split": args.split, "n": len(rows),
+                      "greedy_acc": acc["eval/acc"], "sampled_acc": acc["eval/acc_sampled"],
+                      "temperature": cfg.temperature, "seed": cfg.seed}))
 
 
 def _rank(args) -> None:
@@ -255,12 +253,13 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(w)
     w.set_defaults(func=_prm_pretrain)
 
-    e = sub.add_parser("eval", help="accuracy of a run's policy on a held-out split (greedy and sampled)")
+    e = sub.add_parser("eval", help="accuracy of a run's policy on a split, as the run evaluates it (greedy, and sampled at its temperature)")
     e.add_argument("--run", required=True, help="run directory")
     e.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     e.add_argument("--split", default="test", choices=("train", "val", "test"))
-    e.add_argument("--n", type=int, default=200, help="problems to evaluate (default 200)")
-    e.add_argument("--seed", type=int, default=0, help="sampling seed")
+    e.add_argument("--n", type=int, help="problems to evaluate (default: the run's eval_n)")
+    e.add_argument("--seed", type=int, help="sampling seed (default: the run's, so the test split at the run's "
+                                            "eval_n reproduces its own eval/acc and eval/acc_sampled)")
     e.set_defaults(func=_eval)
 
     x = sub.add_parser("export", help="hand a run to another engine").add_subparsers(dest="export_command", required=True)

@@ -137,7 +137,6 @@ class TrainConfig:
                 raise UserError(f"config field {name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         from prime.tasks import TASKS
         from prime.tasks.files import is_task_path
-
         from prime.trackers import parse_report_to
 
         parse_report_to(self.report_to)
@@ -156,7 +155,7 @@ class TrainConfig:
     def range_checks():
         """(field, test, what is expected) for every numeric field: checked before anything loads."""
         finite = math.isfinite
-        at_least = lambda n: (lambda v: v >= n, f"an integer ≥ {n}")  # noqa: E731
+        at_least = lambda n: (lambda v: v >= n, f"an integer ≥ {n}")
         positive = (lambda v: finite(v) and v > 0, "a finite number > 0")
         non_negative = (lambda v: finite(v) and v >= 0, "a finite number ≥ 0")
         fraction = (lambda v: finite(v) and 0 <= v <= 1, "a number in [0, 1]")
@@ -174,7 +173,7 @@ class TrainConfig:
         }.items()]
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
         from prime.errors import UserError
 
         known = {f.name: f for f in fields(cls)}
@@ -189,6 +188,20 @@ class TrainConfig:
                 raise UserError(f"{source}: field {k} must be {want.__name__}, got {type(v).__name__} {v!r}")
             d = {**d, k: v}
         return cls(**d)
+
+
+def run_config(run, **overrides) -> TrainConfig:
+    """The TrainConfig a run directory was made with (its config.json), with overrides."""
+    from pathlib import Path
+
+    from prime.records import read_json
+
+    saved = read_json(Path(run) / "config.json")
+    model = saved.get("model")
+    saved = {k: v for k, v in saved.items() if k not in ("model", "code_version")}
+    if isinstance(model, dict) and "name" in model:
+        saved["model"] = model["name"]
+    return TrainConfig.from_dict({**saved, **overrides, "out": str(run)}, source=f"{run}/config.json")
 
 
 def field_docs(cls=TrainConfig) -> dict[str, str]:

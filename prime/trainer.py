@@ -419,6 +419,16 @@ def next_prompts(state: LoopState, n: int, n_rows: int, seed: int) -> list[int]:
     return ids
 
 
+def task_rows(cfg: TrainConfig, roles: Roles, split: str, n: int | None = None,
+              skipped: list[str] | None = None) -> list[dict]:
+    """A split's rows as the run sees them: the first n, with the run's system prompt (a row's
+    own system message wins), prompts that leave room for the response in the model's context."""
+    rows = load_task(cfg.task, split, skipped=skipped)[:n]
+    if cfg.system_prompt:
+        rows = [{"system": cfg.system_prompt, **r} for r in rows]
+    return fit_context(rows, roles.tokenizer, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
+
+
 def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> dict:
     """Accuracy of the policy on held-out rows: greedy (eval/acc) and one sample each at the
     training temperature (eval/acc_sampled, pass@1), with a fixed seed so evaluations compare."""
@@ -450,12 +460,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     prm_opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
     policy_opt = torch.optim.AdamW(roles.adapter_parameters("policy"), lr=cfg.policy_lr)
     skipped: list[str] | None = [] if cfg.skip_bad_rows else None
-    train_rows = load_task(cfg.task, "train", skipped=skipped)
-    test_rows = load_task(cfg.task, "test", skipped=skipped)[: cfg.eval_n]
-    if cfg.system_prompt:  # a row's own system message wins
-        train_rows, test_rows = ([{"system": cfg.system_prompt, **r} for r in rows] for rows in (train_rows, test_rows))
-    train_rows = fit_context(train_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
-    test_rows = fit_context(test_rows, tok, roles.context_length, cfg.max_new_tokens, skipped, cfg.task)
+    train_rows = task_rows(cfg, roles, "train", skipped=skipped)
+    test_rows = task_rows(cfg, roles, "test", cfg.eval_n, skipped)
     if skipped:
         print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
 

@@ -312,4 +312,27 @@ def test_the_data_stream_wraps_into_new_epochs():
     assert flat[:5] == list(data_order(5, 7)) and sorted(flat[:5]) == list(range(5))  # the first epoch as always
     assert flat[5:10] == list(data_order(5, 7, 1)) and sorted(flat[5:10]) == list(range(5))
     assert (state.epoch, state.cursor) == (2, 2)
-    assert LoopState(**{"step": 3, "cursor": 1, "buffer": []}).epoch == 0  # checkpoints from before epochs
+    assert LoopState(step=3, cursor=1, buffer=[]).epoch == 0  # checkpoints from before epochs
+
+
+def test_prime_eval_reproduces_the_runs_own_evaluation(tmp_path, tiny_dir, capsys):
+    """`prime eval --run R --step S` is the run's evaluation at S: the same rows (trainer.task_rows:
+    also the system prompt), temperature, length and seed, so the same numbers as the run's own
+    eval/* at S. (It sampled at temperature 1 with seed 0 and dropped the system prompt before.)"""
+    import json
+
+    from prime import cli
+    from prime.records import read_metrics
+    from prime.trainer import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(out=str(run), steps=2, prompts_per_step=2, eval_every=2, eval_n=24, max_new_tokens=128,
+                      temperature=0.7, filter_low=0.0, filter_high=1.0),
+          progress=False)
+    recorded = next(m for m in read_metrics(run) if m["step"] == 2)
+    capsys.readouterr()
+    assert cli.main(["eval", "--run", str(run), "--step", "2"]) in (0, None)
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n"] == 24 and out["temperature"] == 0.7
+    assert (out["greedy_acc"], out["sampled_acc"]) == (recorded["eval/acc"], recorded["eval/acc_sampled"])
+    assert recorded["eval/acc"] > 0 or recorded["eval/acc_sampled"] > 0  # something to reproduce
