@@ -51,6 +51,7 @@ DEMO_FLAGS = --steps 30 --prompts-per-step 16 --policy-lr 5e-4 --prm-lr 1e-4 --r
 	--eval-every 10 --eval-n 300 --checkpoint-every 10
 
 test: tiny browser sandbox
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra
 
 test-fast: setup sandbox

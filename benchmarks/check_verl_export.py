@@ -45,12 +45,12 @@ def recipe_keys(recipe: Path) -> tuple[set[str], set[str]]:
     import yaml
 
     config = keys(yaml.safe_load((recipe / "prime" / "config" / "prime_trainer.yaml").read_text()))
-    script = set(re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", (recipe / "prime" / "run_prime_qwen.sh").read_text(), re.M))
+    script = set(re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", (recipe / "prime" / "run_prime_qwen.sh").read_text(), re.MULTILINE))
     return config, script
 
 
 def emitted(export: Path) -> list[str]:
-    return re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", (export / "run_prime.sh").read_text(), re.M)
+    return re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", (export / "run_prime.sh").read_text(), re.MULTILINE)
 
 
 def main() -> int:

@@ -85,7 +85,7 @@ def sampler_check(trees: dict, seeds: list[int]) -> dict:
     """The same policy through each side's sampler (module docstring)."""
     sides = {}
     for side, tree in trees.items():
-        proc = subprocess.run([sys.executable, "-c", SAMPLER_CHILD, json.dumps(seeds)], cwd=tree, capture_output=True,
+        proc = subprocess.run([sys.executable, "-c", SAMPLER_CHILD, json.dumps(seeds)], cwd=tree, check=False, capture_output=True,
                               text=True, env={**os.environ, "PYTHONPATH": str(tree)})
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
         if proc.returncode or line is None:

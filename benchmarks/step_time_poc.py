@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 OUT = ROOT / "benchmarks" / "results" / "step_time_poc.json"
 PHASES = ("gen", "verify", "prm", "ref", "adv", "update_actor", "step")
-POC = dict(model="tiny", task="arith", algo="prime", prompts_per_step=16, samples_per_prompt=4, policy_lr=5e-4,
-           prm_lr=1e-4, reward_norm="none", prm_sharpen=1.0, seed=0, eval_every=0)
+POC = {"model": "tiny", "task": "arith", "algo": "prime", "prompts_per_step": 16, "samples_per_prompt": 4, "policy_lr": 5e-4,
+           "prm_lr": 1e-4, "reward_norm": "none", "prm_sharpen": 1.0, "seed": 0, "eval_every": 0}
 
 CHILD = r"""
 import json, statistics, sys, time
@@ -190,8 +190,8 @@ def main() -> None:
     ap.add_argument("--sides", nargs="+", default=["old", "new"], choices=("old", "new"))
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "prime"], capture_output=True, text=True).stdout)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "prime"], check=False, capture_output=True, text=True).stdout)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "threads": args.threads, "setting": POC, "steps": args.steps, "median_of_steps": f"{args.first_step}..{args.steps}",
               "eval_n": args.eval_n, "old": args.old, "new": commit + ("+dirty" if dirty else ""),

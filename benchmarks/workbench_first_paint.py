@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_browser import CHROMIUM, TABS, free_port  # noqa: E402
-from workbench.app import make_app  # noqa: E402
-from workbench.synthetic import make_run  # noqa: E402
+from test_browser import CHROMIUM, TABS, free_port
+
+from workbench.app import make_app
+from workbench.synthetic import make_run
 
 OUT = Path(__file__).resolve().parent / "results" / "workbench_first_paint.json"
 

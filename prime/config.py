@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, fields
 
@@ -211,7 +212,7 @@ def field_docs(cls=TrainConfig) -> dict[str, str]:
 
     body = ast.parse(inspect.getsource(cls)).body[0].body
     docs = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
             docs[node.target.id] = str(nxt.value.value)
     return docs

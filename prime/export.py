@@ -174,8 +174,8 @@ def _hydra(value) -> str:
 
 def not_expressible(cfg: TrainConfig) -> list[str]:
     """What veRL's recipe does differently from this run's settings (README of the export)."""
-    notes = ["refill: veRL oversamples `data.oversample_factor` × the batch and downsamples, and may keep prompts "
-             "that failed the filter; we draw until P prompts pass"]
+    notes = [("refill: veRL oversamples `data.oversample_factor` × the batch and downsamples, and may keep prompts "
+             "that failed the filter; we draw until P prompts pass")]
     if cfg.process_baseline == "paper":
         notes.append("process_baseline = 'paper': veRL's advantages use the code-form process baseline")
     if not cfg.zero_last_process_reward:

@@ -20,7 +20,7 @@ import builtins
 from dataclasses import dataclass, field
 
 from prime.plaindata import PlainDataError
-from prime.sandbox import CallFailed, CallSession, Limits, SandboxEnded, run_io
+from prime.sandbox import DEFAULT_LIMITS, CallFailed, CallSession, Limits, SandboxEnded, run_io
 
 
 @dataclass
@@ -72,7 +72,7 @@ def _why(e: BaseException) -> str:
 
 
 def run_assert_tests(program: str, tests: list[str], prelude: str = "", entry_point: str | None = None,
-                     limits: Limits = Limits()) -> Report:
+                     limits: Limits = DEFAULT_LIMITS) -> Report:
     """Each test snippet, run here against the sandboxed program; one sandbox for all of them."""
     base: dict = {"__name__": "tests"}
     if prelude:
@@ -105,7 +105,7 @@ def normalise_output(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).rstrip()
 
 
-def run_io_tests(program: str, cases: list[dict], limits: Limits = Limits()) -> Report:
+def run_io_tests(program: str, cases: list[dict], limits: Limits = DEFAULT_LIMITS) -> Report:
     """Each {input, output} case: the program as a script in a fresh sandbox; stdout compared here."""
     outcomes, reason = [], "ok"
     for case in cases:

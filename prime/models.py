@@ -322,7 +322,7 @@ def require_causal_lm(model_dir: Path) -> None:
                         "use a Llama, Qwen2/3, Mistral, Gemma 2, Phi-3 or other causal LM")
 
 
-def causal_lm_logprobs(lm, batch: "Batch", device: torch.device, chunk_rows: int = 1024,
+def causal_lm_logprobs(lm, batch: Batch, device: torch.device, chunk_rows: int = 1024,
                        logit_scale: float = 1.0, hidden_states=None) -> torch.Tensor:
     """log π(y_t | x, y_<t) of a transformers CausalLM on the response tokens of `batch`, (B, T).
 
@@ -369,7 +369,7 @@ class ExternalPRM:
             dequantise_once(model)
         self.context_length = min(getattr(m.config, "max_position_embeddings", None) or 10**9 for m in self.models.values())
 
-    def logprobs(self, role: str, batch: "Batch", grad: bool = False, chunk_rows: int = 1024) -> torch.Tensor:
+    def logprobs(self, role: str, batch: Batch, grad: bool = False, chunk_rows: int = 1024) -> torch.Tensor:
         if role not in self.models:
             raise ValueError(f"an external PRM has roles prm and ref, not {role!r}")
         with torch.set_grad_enabled(grad):

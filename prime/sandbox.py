@@ -78,6 +78,9 @@ class Limits:
     open_files: int = 64
 
 
+DEFAULT_LIMITS = Limits()
+
+
 # ---------------------------------------------------------------------------- bubblewrap
 
 @functools.lru_cache(maxsize=1)
@@ -88,7 +91,7 @@ def bwrap_path() -> str:
         raise SandboxUnavailable("the code sandbox needs bubblewrap: `apt-get install bubblewrap` (make setup installs it "
                                  "when run as root), or `--task` other than code")
     probe = subprocess.run([path, *_namespace_flags(), "--ro-bind", "/usr", "/usr", *_system_links(), "/usr/bin/true"],
-                           capture_output=True, text=True, timeout=30)
+                           check=False, capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         raise SandboxUnavailable(f"bubblewrap cannot create its namespaces here ({probe.stderr.strip()[:200]}); enable "
                                  "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
@@ -483,7 +486,7 @@ class CallSession:
     waiting, one started here; either way no other program ever enters it.
     """
 
-    def __init__(self, program: str, limits: Limits = Limits()):
+    def __init__(self, program: str, limits: Limits = DEFAULT_LIMITS):
         self.limits = limits
         self.deadline = time.monotonic() + limits.timeout_s
         self.proc = _pool.take(limits) or _start_call(limits)
@@ -589,7 +592,7 @@ class IoRun:
     seconds: float
 
 
-def run_io(program: str, stdin: str, limits: Limits = Limits()) -> IoRun:
+def run_io(program: str, stdin: str, limits: Limits = DEFAULT_LIMITS) -> IoRun:
     """Run the program as a script (`__main__`) with `stdin`; its output comes back as text."""
     start = time.monotonic()
     proc = _start({"main.py": program}, [f"{INSIDE}/main.py"], limits)

@@ -122,7 +122,7 @@ class _TensorBoard:
 
     def table(self, df, step):
         header = "| " + " | ".join(df.columns) + " |\n|" + " --- |" * len(df.columns) + "\n"
-        cells = lambda v: str(v).replace("|", "\\|").replace("\n", "⏎")[:200]  # noqa: E731
+        cells = lambda v: str(v).replace("|", "\\|").replace("\n", "⏎")[:200]
         body = "".join("| " + " | ".join(cells(v) for v in row) + " |\n" for row in df.itertuples(index=False))
         self.writer.add_text("completions", header + body, step)
         self.writer.flush()

@@ -4,6 +4,7 @@ old log-probs, advantages, PPO, records. One function per stage, called in that 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import random
@@ -158,7 +159,7 @@ def mini_slices(B: int, n: int) -> list[slice]:
     one row shorter; none is empty)."""
     n = min(n, B)
     bounds = [B * i // n for i in range(n + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def micro_batches(batch, rows: slice, size: int) -> list[torch.Tensor]:
@@ -301,9 +302,10 @@ def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward
         for k in range(len(g.responses)):
             b = kept_index.get((g.prompt_id, k))
             ids = g.responses[k]
+            n = len(ids)
 
-            def per_token(x):
-                return [] if b is None or x is None else x[b][: len(ids)].tolist()
+            def per_token(x, b=b, n=n):
+                return [] if b is None or x is None else x[b][:n].tolist()
 
             rows.append({
                 "step": step, "prompt_id": g.prompt_id, "sample_idx": k, "prompt": g.prompt, "response": g.texts[k],

@@ -531,10 +531,10 @@ def test_train_tab_starts_watches_and_stops_a_run(page, tmp_path, tiny_dir):
 
     app, url = serve(tmp_path, train_off=None)
     try:
-        open_tab_by_id = lambda: page.get_by_role("tab", name="Train", exact=True).click()  # noqa: E731
+        open_tab_by_id = lambda: page.get_by_role("tab", name="Train", exact=True).click()
         page.goto(url)
         open_tab_by_id()
-        fill = lambda key, value: page.locator(f"#train-{key} input").fill(str(value))  # noqa: E731
+        fill = lambda key, value: page.locator(f"#train-{key} input").fill(str(value))
         # bad settings are refused with the field named, and nothing starts
         fill("steps", 0)
         page.locator("#train-start").click()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
-from concurrent.futures import ThreadPoolExecutor
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -71,7 +72,7 @@ def humaneval_rows() -> list[dict]:
 class _FlipFirstOperator(ast.NodeTransformer):
     """A simple mutant: the first comparison or arithmetic operator of the body, inverted."""
 
-    SWAP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
+    SWAP: ClassVar[dict] = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
             ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.In: ast.NotIn, ast.NotIn: ast.In}
 
     def __init__(self):
@@ -94,7 +95,7 @@ def _humaneval_case(row: dict) -> tuple[str, float, float, float | None]:
     """(task id, canonical score, `return None` stub score, operator mutant score or None)."""
     tests = humaneval_tests(row["test"], row["entry_point"])
     program = row["prompt"] + row["canonical_solution"]
-    judge = dict(timeout_s=10.0, prelude=row["prompt"], entry_point=row["entry_point"])  # the prompt is task data
+    judge = {"timeout_s": 10.0, "prelude": row["prompt"], "entry_point": row["entry_point"]}  # the prompt is task data
     canonical = verify_code("", tests, program=program, **judge).score
     stub = verify_code("", tests, program=row["prompt"] + "    return None\n", **judge).score
     flip = _FlipFirstOperator()

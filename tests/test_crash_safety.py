@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crash_safety import comparable, run_until_done, train_cmd  # noqa: E402
+from crash_safety import comparable, run_until_done, train_cmd
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def make_prm_copy(out, tiny_dir):
         (-roles.logprobs("prm", batch, grad=True).sum()).backward()
         opt.step()
     full = AutoModelForCausalLM.from_config(roles.causal_lm(roles.models["ref"]).config, dtype=torch.float32)
-    missing, unexpected = full.load_state_dict(roles.merged_state_dict("prm"), strict=False)
+    _missing, unexpected = full.load_state_dict(roles.merged_state_dict("prm"), strict=False)
     assert not unexpected
     full.tie_weights()
     full.save_pretrained(out)

@@ -16,8 +16,8 @@ import torch
 
 from prime.models import write_manifest
 
-SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=256)
+SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "max_position_embeddings": 256}
 FAMILIES = {  # name -> (config class, extra config fields, LoRA targets expected)
     "llama": ("LlamaConfig", {}, 7),
     "qwen2": ("Qwen2Config", {}, 7),  # q/k/v carry biases

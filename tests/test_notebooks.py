@@ -3,7 +3,6 @@ error fails the test. The notebooks are committed without outputs and match note
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat

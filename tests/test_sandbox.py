@@ -129,7 +129,7 @@ def host(tmp_path):
 
     def accept():
         while servers:
-            for s in list(servers):
+            for s in servers:
                 try:
                     hits.append(s.accept())
                 except OSError:
@@ -196,7 +196,7 @@ def test_escapes_are_contained(host):
     assert len(programs) + len(FORGERIES) >= 40
     scores = {name: verify_code("", TESTS, program=p, limits=FAST).score for name, p in programs.items()}
     assert {n: s for n, s in scores.items() if s != 0.0} == {}
-    for name, p in programs.items():  # and once more as a script, the way io tests run programs
+    for p in programs.values():  # and once more as a script, the way io tests run programs
         run_io(p, "", FAST)
     time.sleep(0.3)
     assert host["canary"].read_text() == "untouched"
@@ -211,7 +211,7 @@ def test_escapes_are_contained(host):
 
 def test_what_a_program_sees():
     r = run_io("import os\nprint(os.getuid(), sorted(os.listdir('/')), sorted(os.environ))", "", FAST)
-    uid, *rest = r.stdout.split(" ", 1)
+    uid, *_rest = r.stdout.split(" ", 1)
     assert r.reason == "ok" and uid == "65534"
     assert "'work'" not in r.stdout and "'home'" not in r.stdout and "'etc'" not in r.stdout
     assert "PRIME_SANDBOX" in r.stdout and "PATH" in r.stdout and "HOME" in r.stdout

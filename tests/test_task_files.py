@@ -184,7 +184,7 @@ def test_export_verl_from_a_run_on_a_verl_parquet(verl_dir, tmp_path, tiny_dir):
     # every override is a key veRL knows: its trainer config (verl 0.9.1) or the PRIME recipe's config and launch
     # script, as snapshot by benchmarks/check_verl_export.py --dump-keys
     known = set(json.loads((Path(__file__).parent / "data" / "verl_config_keys.json").read_text())["keys"])
-    emitted = re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", script, re.M)
+    emitted = re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", script, re.MULTILINE)
     assert len(emitted) > 40 and [k for k in emitted if k not in known] == []
     assert cli.main(["export", "verl", str(run), "--out", str(out)]) == 2  # not empty: refused
     assert cli.main(["export", "verl", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
@@ -196,7 +196,7 @@ def test_export_verl_code_rows_keep_their_checks(tmp_path):
     rows = load_task("code", "test")
     exported = verl_rows(rows, "code", "test", "")
     namespace = {}
-    exec(REWARD_PY.format(), namespace)  # the reward module as written
+    exec(REWARD_PY.format(), namespace)  # noqa: S102 - the reward module as written
     for row, ex in zip(rows, exported):
         assert ex["ability"] == "code" and "prime_checks" in ex["extra_info"]
         assert namespace["compute_score"](ex["data_source"], row["answer"], ex["reward_model"]["ground_truth"],

@@ -27,7 +27,7 @@ def tracked_run(tmp_path_factory, tiny_dir):
     result = subprocess.run([sys.executable, "-m", "prime", "train", "--out", str(run), "--steps", "2",
                              "--prompts-per-step", "2", "--max-new-tokens", "60", "--eval-every", "2", "--eval-n", "4",
                              "--report-to", "trackio,tensorboard,wandb", "--report-table-every", "1",
-                             "--report-project", "prime-test"], capture_output=True, text=True, env=env, timeout=900)
+                             "--report-project", "prime-test"], check=False, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return run, env
 

@@ -91,7 +91,8 @@ def test_records_recompute(smoke_run):
         assert decisions == recorded
         kept = df[df.filter_decision == "kept"]
         T = kept.token_ids.map(len).max()
-        pad = lambda col: torch.tensor([list(v) + [0.0] * (T - len(v)) for v in kept[col]], dtype=torch.float64)
+        pad = lambda col, T=T, kept=kept: torch.tensor([list(v) + [0.0] * (T - len(v)) for v in kept[col]],
+                                                       dtype=torch.float64)
         mask = torch.tensor([[1.0] * len(v) + [0.0] * (T - len(v)) for v in kept.token_ids], dtype=torch.float64)
         raw = implicit_rewards(pad("prm_logp"), pad("ref_logp"), mask, cfg.beta)
         process = batch_norm_rewards(raw, mask)
@@ -129,7 +130,7 @@ def _comparable(run, step):
 def test_stop_and_resume_gives_the_same_records(tmp_path, tiny_dir):
     from prime.trainer import train
 
-    common = dict(prompts_per_step=2, eval_every=0, max_new_tokens=100, policy_lr=1e-3, prm_lr=1e-3)
+    common = {"prompts_per_step": 2, "eval_every": 0, "max_new_tokens": 100, "policy_lr": 1e-3, "prm_lr": 1e-3}
     whole = tmp_path / "whole"
     train(TrainConfig(out=str(whole), steps=3, **common), progress=False)
     part = tmp_path / "part"

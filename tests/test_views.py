@@ -64,8 +64,8 @@ def test_summary_sentences_are_computed_from_the_records():
     assert learn == (f"p: eval pass@1 0.200 at step 0 → 0.350 at step 20 (+15.0 points; one standard error "
                      f"{100 * se:.1f} points on 300 problems).")
     assert claims["rank"]["sentences"] == [
-        "p: the PRM ranked right above wrong in 80% of pairs in the last 10 steps; the reference's likelihood alone: "
-        "60%; chance: 50%.", "r: an outcome-only run (RLOO): no PRM to rank with."]
+        ("p: the PRM ranked right above wrong in 80% of pairs in the last 10 steps; the reference's likelihood alone: "
+        "60%; chance: 50%."), "r: an outcome-only run (RLOO): no PRM to rank with."]
     # last 10 steps: 5 odd steps hit with 3 responses each, 5 even miss with 1 each: 15 / 20 = 75%
     assert claims["blame"]["numbers"]["p"] == {"prm": 0.75, "chance": 0.25, "reference": 0.5, "responses": 20, "steps": 10}
     assert claims["blame"]["sentences"][0].startswith("p: the most negative line was the first wrong line in 75% of 20")

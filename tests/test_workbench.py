@@ -3,7 +3,6 @@
 import re
 
 
-
 def test_app_builds(tmp_path):
     from workbench.app import make_app
 
@@ -44,7 +43,7 @@ def test_playground_reports_bad_input_without_crashing(tiny_dir):
 def test_listens_on_localhost_by_default_and_warns_without_auth_elsewhere(tmp_path):
     from workbench.app import parse_args
 
-    root, _, launch, warning = parse_args(["--runs", str(tmp_path)])
+    _root, _, launch, warning = parse_args(["--runs", str(tmp_path)])
     assert launch["server_name"] == "127.0.0.1" and launch["auth"] is None and warning is None
     _, _, launch, warning = parse_args(["--runs", str(tmp_path), "--host", "0.0.0.0"])
     assert "WITHOUT --auth" in warning

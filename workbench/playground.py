@@ -20,9 +20,9 @@ import torch
 
 from prime.errors import UserError
 from prime.models import BUILTIN_MODELS, ExternalPRM, Roles, resolve_model
+from prime.render import token_heatmap
 from prime.score import rank, score
 from workbench import data
-from prime.render import token_heatmap
 
 _lock = threading.Lock()  # one forward at a time: the shared base switches adapters in place
 
@@ -138,8 +138,8 @@ def build(runs_root: Path) -> None:
             step = gr.Dropdown(choices=steps0, value=steps0[-1], label="checkpoint step", elem_id="playground-step",
                                allow_custom_value=True)  # see tokens.build
             beta = gr.Number(value=0.05, label="β")
-        with gr.Accordion("External implicit PRM (a full PRM model and its reference, local directories)", open=False):
-            with gr.Row():
+        with gr.Accordion("External implicit PRM (a full PRM model and its reference, local directories)", open=False), \
+                gr.Row():
                 prm_dir = gr.Textbox(label="PRM model directory", elem_id="prm-dir",
                                      placeholder="e.g. /models/EurusPRM-Stage2 (empty: the model and run above)")
                 ref_dir = gr.Textbox(label="reference model directory", elem_id="ref-dir",

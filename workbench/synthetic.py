@@ -33,7 +33,7 @@ def make_run(root: Path, name: str, steps: int = 5, prompts: int = 16, K: int = 
                 n = rng.randint(tokens // 2, tokens)
                 toks = [words[i % len(words)] for i in range(n)]
                 kept = decision == "kept"
-                per = lambda: [rng.gauss(0, 0.05) for _ in range(n)] if kept else []
+                per = lambda n=n, kept=kept: [rng.gauss(0, 0.05) for _ in range(n)] if kept else []
                 rows.append({"step": step, "prompt_id": step * 1000 + p, "sample_idx": k, "prompt": f"Start with {p}. Add 3.",
                              "response": "".join(toks), "reference_answer": "7", "outcome_reward": float(k < right),
                              "verifier_detail": "synthetic", "prompt_acc": acc, "filter_decision": decision,

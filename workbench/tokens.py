@@ -12,9 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from prime.errors import UserError
-from workbench import data
 from prime.render import colour, token_heatmap
-
+from workbench import data
 
 # One selection change (a link, a jump) fires several change events, each with the values of its
 # moment; run the redraws one at a time in the order they were fired, so the last selection paints last.
@@ -55,7 +54,7 @@ def q_figure(view: dict) -> go.Figure:
                              hovertext=[repr(t["text"]) for t in toks]))
     fig.add_trace(go.Bar(x=list(range(len(toks))), y=[t["reward"] for t in toks], name="r_φ(y_t)", opacity=0.5))
     fig.update_layout(height=260, title="cumulative process reward q_t", xaxis_title="token", template="plotly_white",
-                      margin=dict(l=40, r=10, t=40, b=30))
+                      margin={"l": 40, "r": 10, "t": 40, "b": 30})
     return fig
 
 

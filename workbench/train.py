@@ -88,11 +88,10 @@ class TrainJob:
 
     def _spawn(self, run: Path, args: list[str]) -> Path:
         run.mkdir(parents=True, exist_ok=True)
-        log = open(run / "train.log", "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "prime", *args], stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
+        with open(run / "train.log", "a") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "prime", *args], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.run = run
         return run
 

@@ -96,7 +96,7 @@ def normalise(raw: dict, n: int) -> dict:
     """One row of either schema -> our flat row {id, prompt, system?, answer | tests | io, ...}.
     ValueError naming the field when it does not fit."""
     if not isinstance(raw, dict):
-        raise ValueError("not an object")
+        raise ValueError("not an object")  # noqa: TRY004 - the caller reports every bad row as a ValueError
     system, prompt = _prompt(raw.get("prompt"))
     ident = next((v for v in (raw.get("id"), _extra(raw).get("index")) if v is not None and v != ""), n)
     row = {"id": str(ident), "prompt": prompt}

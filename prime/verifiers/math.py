@@ -100,6 +100,6 @@ def _compare_parsed(extracted: str, answer: str) -> Verdict:
         return Verdict(None, f"unscorable: extracted answer {extracted!r} cannot be parsed")
     try:
         ok = verify(gold, pred, timeout_seconds=_timeout())
-    except Exception as e:  # math-verify raises on pathological input; never crash a run
+    except Exception as e:  # noqa: BLE001 - math-verify raises anything on pathological input; never crash a run
         return Verdict(None, f"unscorable: verifier error {type(e).__name__}: {e}")
     return Verdict(1.0 if ok else 0.0, f"extracted {extracted!r} {'==' if ok else '!='} reference {answer!r}")
