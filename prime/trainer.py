@@ -294,7 +294,7 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> t
     return totals, old_logp
 
 
-def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index, cfg,
+def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index,
                  texts: list[list[str]] | None = None):
     """One record row per response, kept and filtered-out alike (ARCHITECTURE.md)."""
     rows = []
@@ -319,7 +319,7 @@ def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward
     return rows
 
 
-def process_check(kept: list[Group], token_texts_: list[list[str]], raw_reward: list | None, ref_logp: list) -> dict:
+def process_check(kept: list[Group], texts: list[list[str]], raw_reward: list | None, ref_logp: list) -> dict:
     """Where the blame falls (prime.localise) on the kept wrong responses whose first wrong line is
     known (arith): the PRM's raw token rewards r_φ, and, as a baseline with no training, the
     reference's own token log-probs (its least likely token). Rates beside their chance rates."""
@@ -331,8 +331,8 @@ def process_check(kept: list[Group], token_texts_: list[list[str]], raw_reward: 
                 continue
             b = n * K + k
             if raw_reward is not None:
-                prm.append(localise(raw_reward[b].tolist(), token_texts_[b], line))
-            ref.append(localise(ref_logp[b].tolist(), token_texts_[b], line))
+                prm.append(localise(raw_reward[b].tolist(), texts[b], line))
+            ref.append(localise(ref_logp[b].tolist(), texts[b], line))
     out = {}
     if not ref:
         return out
@@ -580,7 +580,7 @@ def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt,
 
     # every sampled response (surplus included) is recorded in the step that sampled it
     if not kept:
-        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None, {}, cfg))
+        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None, {}))
         state.step = step
         return {**metrics, "acc/kept": None, "timing_s/step": time.time() - t0}
 
@@ -628,7 +628,7 @@ def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt,
     use_prm = cfg.algo == "prime"
     localised = process_check(kept, kept_texts, unpad(raw) if use_prm else None, unpad(ref_logp))
     rows = rollout_rows(step, drawn, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
-                        unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, cfg, kept_texts)
+                        unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, kept_texts)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
     lengths = mask.sum(-1)

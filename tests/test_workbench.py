@@ -3,10 +3,15 @@
 import re
 
 
-def test_app_builds(tmp_path):
+def test_app_builds_every_tab_summary_first(tmp_path):
+    import gradio as gr
+
+    from workbench import links
     from workbench.app import make_app
 
-    assert make_app(tmp_path) is not None
+    app = make_app(tmp_path)
+    tabs = [b.id for b in app.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs == list(links.TABS)  # every tab a link can name, in order, the Summary first
 
 
 def test_playground_scores_tiny(tiny_dir):
