@@ -52,10 +52,10 @@ DEMO_FLAGS = --steps 30 --prompts-per-step 16 --policy-lr 5e-4 --prm-lr 1e-4 --r
 
 test: tiny browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 test-fast: setup sandbox
-	$(BIN)/python -m pytest -ra -m "not slow"
+	$(BIN)/python -m pytest -ra --durations=15 -m "not slow"
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

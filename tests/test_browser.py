@@ -20,8 +20,9 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TABS = {"Summary": "#claim-learn .claim", "Runs": "#runs-table table", "Training curves": ".curve .js-plotly-plot", "Filtering": "#filter-table table",
         "Token rewards": "#token-view .tok", "Playground": "#token-heatmap"}
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"chromium not found at {CHROMIUM}: `apt-get install chromium` (make setup does)")
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"chromium not found at {CHROMIUM}: `apt-get install chromium` (make setup does)"),
+              pytest.mark.slow]  # a browser and a server per module: minutes in all
 
 
 def free_port() -> int:

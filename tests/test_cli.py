@@ -14,6 +14,9 @@ EXAMPLE_PROMPT = "Start with 5. Multiply by 3. Subtract 3. What is the result?"
 EXAMPLE_RESPONSE = "5 * 3 = 15\n15 - 3 = 12\nThe answer is \\boxed{12}."
 
 
+pytestmark = pytest.mark.slow  # each test starts `prime` in a fresh process (~2-7 s)
+
+
 def prime(*args, cache=None):
     env = dict(os.environ)
     if cache is not None:

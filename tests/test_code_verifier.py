@@ -104,6 +104,7 @@ def _humaneval_case(row: dict) -> tuple[str, float, float, float | None]:
     return row["task_id"], canonical, stub, mutant
 
 
+@pytest.mark.slow
 def test_humaneval_canonical_solutions_pass_and_mutants_fail():
     rows = humaneval_rows()
     with ThreadPoolExecutor(4) as pool:  # each case waits on its sandbox child

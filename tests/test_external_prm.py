@@ -18,6 +18,9 @@ WRONG = "Multiply by 3: 5 * 3 = 15\nSubtract 3: 15 - 3 = 11\nThe answer is \\box
 OFF = "Multiply by 3: 5 * 3 = 18\nSubtract 3: 18 - 3 = 15\nThe answer is \\boxed{15}."
 
 
+pytestmark = pytest.mark.slow  # trains and merges a PRM, then drives the Playground in a browser
+
+
 def make_prm_copy(out, tiny_dir):
     """tiny with a PRM adapter pushed towards RIGHT, merged and saved as a plain full model in `out`."""
     from transformers import AutoModelForCausalLM

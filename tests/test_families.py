@@ -33,6 +33,9 @@ CHAT_FAMILIES = ("qwen2", "qwen3")  # saved with a chat template; the others use
 PROMPT, RESPONSE = "Start with 2. Add 3. What is the result?", "2 + 3 = 5\nThe answer is \\boxed{5}."
 
 
+pytestmark = pytest.mark.slow  # builds and trains six small model families
+
+
 @pytest.fixture(scope="module")
 def family_dirs(tmp_path_factory, micro_model_dir):
     """One local model directory per family, with the micro model's arith tokenizer."""

@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_PRIME = ROOT / "data" / "demo" / "prime"  # a real run: its PRM checkpoint scores the imports
 
 
+pytestmark = pytest.mark.slow  # runs TRL's GRPOTrainer for a step
+
+
 @pytest.fixture(scope="module")
 def trl_output(tiny_dir):
     """One GRPO step of TRL on tiny with log_completions=True: TRL writes completions/*.parquet."""

@@ -28,6 +28,9 @@ PROMPTS = ["Start with 5. Multiply by 3. Multiply by 3. What is the result?", "S
 RESPONSES = ["5 * 3 = 15\n15 * 3 = 45\nThe answer is \\boxed{45}.", "2 + 1 = 3\nThe answer is \\boxed{3}."]
 
 
+pytestmark = pytest.mark.slow  # loads models in 4-bit several ways, one in a subprocess
+
+
 def simulate_avx512bf16() -> None:
     """Make bitsandbytes believe this CPU has AVX512-BF16 (for layers created after this call)."""
     import bitsandbytes.nn.modules as bnb_modules

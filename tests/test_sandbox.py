@@ -191,6 +191,7 @@ def escapes(h) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_escapes_are_contained(host):
     programs = escapes(host)
     assert len(programs) + len(FORGERIES) >= 40

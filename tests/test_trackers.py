@@ -15,6 +15,8 @@ from prime.config import TrainConfig
 from prime.errors import UserError
 from prime.records import read_metrics
 
+pytestmark = pytest.mark.slow  # a training run in a subprocess with three trackers
+
 
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory, tiny_dir):
