@@ -82,11 +82,13 @@ def _scorer(args):
     if args.run is not None:
         ckpt = checkpoint_dir(Path(args.run), args.step)
         if model is None:
-            cfg_path = Path(args.run) / "config.json"
+            from prime.records import RunDir
+
+            layout = RunDir(args.run)
             try:
-                model = json.loads(cfg_path.read_text())["model"]["name"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise UserError(f"{cfg_path}: cannot read the run's model name (field model.name); pass --model") from None
+                model = layout.model_name()
+            except UserError as e:
+                raise UserError(f"{e}; cannot read the run's model name (field model.name): pass --model") from None
     elif args.step is not None:
         raise UserError("--step needs --run: the step of which run?")
     if model is None:
@@ -157,11 +159,12 @@ def _eval(args) -> None:
 
     from prime.config import run_config
     from prime.models import LoraSettings, Roles, resolve_model
+    from prime.records import RunDir
     from prime.score import checkpoint_dir
     from prime.trainer import evaluate, task_rows
 
     run = Path(args.run)
-    if not (run / "config.json").is_file():
+    if not RunDir(run).config_file.is_file():
         raise UserError(f"{run}: no config.json; is it a run directory made by `prime train`?")
     cfg = run_config(run, **({"seed": args.seed} if args.seed is not None else {}))
     ckpt = checkpoint_dir(run, args.step)

@@ -193,16 +193,13 @@ class TrainConfig:
 
 def run_config(run, **overrides) -> TrainConfig:
     """The TrainConfig a run directory was made with (its config.json), with overrides."""
-    from pathlib import Path
 
-    from prime.records import read_json
+    from prime.records import RunDir
 
-    saved = read_json(Path(run) / "config.json")
-    model = saved.get("model")
-    saved = {k: v for k, v in saved.items() if k not in ("model", "code_version")}
-    if isinstance(model, dict) and "name" in model:
-        saved["model"] = model["name"]
-    return TrainConfig.from_dict({**saved, **overrides, "out": str(run)}, source=f"{run}/config.json")
+    layout = RunDir(run)
+    saved = {k: v for k, v in layout.config().items() if k not in ("model", "code_version")}
+    return TrainConfig.from_dict({**saved, "model": layout.model_name(), **overrides, "out": str(run)},
+                                 source=str(layout.config_file))
 
 
 def field_docs(cls=TrainConfig) -> dict[str, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prime.config import TrainConfig
 from prime.errors import UserError
-from prime.records import read_json
+from prime.records import RunDir, model_name_of, read_json
 
 # our field -> (veRL key or None, how the value maps / why it cannot)
 FIELD_MAP: dict[str, tuple[str | None, str]] = {
@@ -100,14 +100,11 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None):
 
 def load_config(source: Path) -> tuple[TrainConfig, str]:
     """A run directory (its config.json) or a config JSON file -> (config, experiment name)."""
-    path = source / "config.json" if source.is_dir() else source
+    path = RunDir(source).config_file if source.is_dir() else source
     if not path.is_file():
         raise UserError(f"{source}: neither a run directory (with config.json) nor a config JSON file")
     saved = read_json(path)
-    model = saved.get("model")
-    saved = {k: v for k, v in saved.items() if k != "code_version"}
-    if isinstance(model, dict):  # a run's config.json records the resolved model
-        saved["model"] = model.get("name", "")
+    saved = {k: v for k, v in saved.items() if k != "code_version"} | ({"model": model_name_of(saved)} if "model" in saved else {})
     return TrainConfig.from_dict(saved, source=str(path)), (source.name if source.is_dir() else path.stem)
 
 

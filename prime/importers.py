@@ -93,7 +93,7 @@ def import_rollouts(rows: list[dict], out: Path, source: Path, fmt: str, scorer=
     from prime.losses import pairwise_accuracy
     from prime.score import score
 
-    if (out / "status.json").exists():
+    if records.RunDir(out).status_file.exists():
         raise UserError(f"{out} already holds a run; choose another --out")
     steps = sorted({r["step"] for r in rows})
     prompt_ids: dict[str, int] = {}
@@ -102,7 +102,7 @@ def import_rollouts(rows: list[dict], out: Path, source: Path, fmt: str, scorer=
         from tqdm import tqdm
 
         bar = tqdm(total=len(rows), desc="scoring", unit="response")
-    records.atomic_write_json(out / "config.json", {
+    records.atomic_write_json(records.RunDir(out).config_file, {
         "imported_from": str(source), "format": fmt, "algo": f"imported ({fmt})", "steps": len(steps),
         "model": {"name": (scorer_names or {}).get("model") or (scorer_names or {}).get("prm_model") or "none",
                   **(scorer_names or {})},

@@ -38,12 +38,13 @@ def _finite(v):
 
 def load_run(path: Path) -> dict:
     """What the report shows of one run, read from its records."""
-    path = Path(path)
-    if not (path / "metrics.jsonl").exists() and not (path / "config.json").exists():
+    layout = records.RunDir(path)
+    path = layout.path
+    if not layout.metrics_file.exists() and not layout.config_file.exists():
         raise UserError(f"{path}: not a run directory (no config.json or metrics.jsonl)")
-    config = records.read_json(path / "config.json")
-    metrics = pd.DataFrame(records.read_metrics(path))
-    steps = sorted(int(p.stem.removeprefix("step_")) for p in (path / "rollouts").glob("step_*.parquet"))
+    config = layout.config()
+    metrics = pd.DataFrame(layout.metrics())
+    steps = layout.rollout_steps()
     return {"name": path.name, "path": path, "config": config, "metrics": metrics, "rollout_steps": steps}
 
 

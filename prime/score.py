@@ -96,20 +96,21 @@ def score(roles, question: str, response: str, answer: str | None = None, beta: 
 
 
 def checkpoint_dir(run: Path, step: int | None) -> Path:
-    """runs/<name>/checkpoints/step_NNNNNN; the latest one when `step` is None."""
-    root = Path(run) / "checkpoints"
-    if not root.is_dir():
+    """The run's checkpoint of `step` (records.RunDir); the latest one when `step` is None."""
+    from prime.records import RunDir
+
+    layout = RunDir(run)
+    if not layout.checkpoints_dir.is_dir():
         raise UserError(f"run {run} has no checkpoints/ directory; is it a run directory made by `prime train`?")
+    steps = layout.checkpoint_steps()
     if step is None:
-        steps = sorted(p for p in root.glob("step_*") if not p.name.endswith(".partial"))
         if not steps:
             raise UserError(f"run {run} has no checkpoints yet; wait for its first checkpoint")
-        return steps[-1]
-    path = root / f"step_{step:06d}"
-    if not path.is_dir():
-        have = ", ".join(p.name.removeprefix("step_").lstrip("0") or "0" for p in sorted(root.glob("step_*"))) or "none"
+        return layout.checkpoint(steps[-1])
+    if step not in steps:
+        have = ", ".join(str(s) for s in steps) or "none"
         raise UserError(f"run {run} has no checkpoint for step {step}; available steps: {have}")
-    return path
+    return layout.checkpoint(step)
 
 
 RANK_BY = {"total": "total_reward", "min-step": "min_step_reward"}

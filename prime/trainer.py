@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import random
 import shutil
@@ -33,6 +32,7 @@ from prime.filtering import KEPT, SURPLUS, filter_decisions
 from prime.localise import localisation_rates, localise, token_lines
 from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
 from prime.models import LoraSettings, Roles, make_batch, resolve_model
+from prime.records import RunDir
 from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
@@ -353,8 +353,7 @@ def stats3(name: str, values: torch.Tensor) -> dict:
 
 def save_checkpoint(run: Path, state: LoopState, roles: Roles, prm_opt, policy_opt) -> None:
     """adapters + optimizers + data-stream position, written to a temporary dir then renamed."""
-    final = run / "checkpoints" / f"step_{state.step:06d}"
-    tmp = final.with_name(final.name + ".partial")
+    final, tmp = RunDir(run).checkpoint(state.step), RunDir(run).partial_checkpoint(state.step)
     shutil.rmtree(tmp, ignore_errors=True)
     roles.save_adapters(tmp)
     torch.save({"prm": prm_opt.state_dict(), "policy": policy_opt.state_dict()}, tmp / "optimizers.pt")
@@ -370,13 +369,10 @@ def prune_checkpoints(run: Path, cfg: TrainConfig) -> list[Path]:
     multiple of `keep_checkpoint_every`, and the run's final step. Called after a checkpoint is
     complete, so a kill at any moment still leaves the newest one whole.
     """
-    done = sorted(p for p in (run / "checkpoints").glob("step_*") if not p.name.endswith(".partial"))
+    done = RunDir(run).checkpoint_steps()
     keep = set(done[-cfg.keep_last_checkpoints:])
-    for p in done:
-        step = int(p.name.removeprefix("step_"))
-        if step == cfg.steps or (cfg.keep_checkpoint_every and step % cfg.keep_checkpoint_every == 0):
-            keep.add(p)
-    dropped = [p for p in done if p not in keep]
+    keep |= {s for s in done if s == cfg.steps or (cfg.keep_checkpoint_every and s % cfg.keep_checkpoint_every == 0)}
+    dropped = [RunDir(run).checkpoint(s) for s in done if s not in keep]
     for p in dropped:
         shutil.rmtree(p, ignore_errors=True)
     return dropped
@@ -391,8 +387,7 @@ def load_checkpoint(ckpt: Path, roles: Roles, prm_opt, policy_opt) -> LoopState:
 
 
 def latest_checkpoint(run: Path) -> Path | None:
-    done = sorted(p for p in (run / "checkpoints").glob("step_*") if not p.name.endswith(".partial"))
-    return done[-1] if done else None
+    return RunDir(run).latest_checkpoint()
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -468,19 +463,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
 
     state = LoopState()
+    layout = RunDir(run)
     if resume:  # continue from the last checkpoint (or the start); drop anything written after it
         records.remove_partial_writes(run)
-        if (ckpt := latest_checkpoint(run)) is not None:
+        if (ckpt := layout.latest_checkpoint()) is not None:
             state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
-        kept_metrics = [m for m in records.read_metrics(run) if m["step"] <= state.step]
-        records.atomic_write_bytes(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept_metrics).encode())
-        for stale in (run / "rollouts").glob("step_*.parquet"):
-            if int(stale.stem.removeprefix("step_")) > state.step:
-                stale.unlink()
-    elif (run / "status.json").exists():
+        layout.truncate_after(state.step)
+    elif layout.status_file.exists():
         raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
-    if not (run / "config.json").exists():  # a new run (or one killed before its config was written)
-        records.atomic_write_json(run / "config.json", {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
+    if not layout.config_file.exists():  # a new run (or one killed before its config was written)
+        records.atomic_write_json(layout.config_file, {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
                                                         "code_version": records.code_version()})
     n_skipped = len(skipped or [])
     records.write_status(run, "running", state.step, skipped_rows=n_skipped)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from prime import records, views
 from prime.errors import UserError
 from prime.localise import token_lines
+from prime.records import RunDir
 from prime.rewards import q_values
 from prime.score import line_steps
 
@@ -52,9 +53,10 @@ def run_dir(root: Path, name: str) -> Path:
     return path
 
 
-def _inside(run: Path, relative: str) -> Path:
-    """A file of a run, refusing symlinks (a run could hold a link to /etc/passwd)."""
-    path = run / relative
+def _inside(run: Path, relative: str | Path) -> Path:
+    """A file of a run (a name relative to it, or a RunDir path), refusing symlinks (a run
+    could hold a link to /etc/passwd)."""
+    path = run / relative  # an absolute RunDir path stays itself
     if path.is_symlink() or any(p.is_symlink() for p in path.parents if p.is_relative_to(run) and p != run):
         raise RecordError(f"{path}: is a symbolic link; refused")
     return path
@@ -67,7 +69,7 @@ def preferred_run(root: Path) -> str | None:
     with_ckpt = [n for n in names if checkpoint_steps(Path(root) / n)]
     for n in with_ckpt:
         try:
-            if read_json(Path(root) / n, "config.json").get("algo", "prime") == "prime":
+            if read_json(Path(root) / n, RunDir.CONFIG).get("algo", "prime") == "prime":
                 return n
         except UserError:
             continue
@@ -84,11 +86,10 @@ def list_run_names(root: Path) -> list[str]:
     for d in sorted(root.iterdir()):
         if d.is_symlink() or not d.is_dir():
             continue
-        if (d / "config.json").exists() or (d / "status.json").exists() or (d / "metrics.jsonl").exists():
+        if RunDir(d).is_run():
             names.append(d.name)
         else:
-            names += [f"{d.name}/{s.name}" for s in sorted(d.iterdir())
-                      if s.is_dir() and not s.is_symlink() and ((s / "config.json").exists() or (s / "status.json").exists())]
+            names += [f"{d.name}/{s.name}" for s in sorted(d.iterdir()) if s.is_dir() and not s.is_symlink() and RunDir(s).is_run()]
     return names
 
 
@@ -103,7 +104,7 @@ def metrics_frame(run: Path) -> pd.DataFrame:
     """metrics.jsonl as a DataFrame, one row per line. A torn last line (a writer killed
     mid-line) is dropped; a bad line elsewhere is an error naming it. Cached while the file
     is unchanged (the live view re-reads only what a running run rewrote)."""
-    path = _inside(run, "metrics.jsonl")
+    path = _inside(run, RunDir.METRICS)
     if not path.exists():
         return pd.DataFrame({"step": pd.Series(dtype=int)})
     st = path.stat()
@@ -137,8 +138,8 @@ def run_summary(root: Path, name: str) -> dict:
            "error": ""}
     try:
         run = run_dir(root, name)
-        config = read_json(run, "config.json")
-        status = read_json(run, "status.json")
+        config = read_json(run, RunDir.CONFIG)
+        status = read_json(run, RunDir.STATUS)
         metrics = metrics_frame(run)
         model = config.get("model", {})
         row |= {"status": str(status.get("state", "?")), "model": model.get("name", "?") if isinstance(model, dict) else str(model),
@@ -161,7 +162,7 @@ def runs_table(root: Path) -> pd.DataFrame:
 def run_view(root: Path, name: str) -> dict:
     """A run as prime.views draws it: {"name", "path", "config", "metrics" (a DataFrame)}."""
     run = run_dir(root, name)
-    return {"name": name, "path": run, "config": read_json(run, "config.json"), "metrics": metrics_frame(run)}
+    return {"name": name, "path": run, "config": read_json(run, RunDir.CONFIG), "metrics": metrics_frame(run)}
 
 
 def run_views(root: Path, names: list[str]) -> list[dict]:
@@ -176,11 +177,8 @@ def run_views(root: Path, names: list[str]) -> list[dict]:
 
 
 def rollout_steps(run: Path) -> list[int]:
-    d = _inside(run, "rollouts")
-    if not d.is_dir():
-        return []
-    return sorted(int(p.stem.removeprefix("step_")) for p in d.glob("step_*.parquet")
-                  if p.stem.removeprefix("step_").isdigit() and not p.is_symlink())
+    _inside(run, RunDir.ROLLOUTS)  # refuses a symlinked rollouts directory
+    return RunDir(run).rollout_steps()
 
 
 @lru_cache(maxsize=64)
@@ -191,7 +189,7 @@ def _read_table(path: str, mtime_ns: int, columns: tuple[str, ...] | None) -> pd
 def rollouts(run: Path, step: int, columns: list[str] | None = None) -> pd.DataFrame:
     """One step's rollouts (only `columns`, default all); cached while the file is unchanged.
     The frame is the cached one, shared: select from it, do not modify it in place."""
-    path = _inside(run, f"rollouts/step_{int(step):06d}.parquet")
+    path = _inside(run, RunDir(run).rollouts_file(step))
     try:
         return _read_table(str(path), path.stat().st_mtime_ns, tuple(columns) if columns else None)
     except FileNotFoundError:
@@ -218,7 +216,7 @@ def filter_reason(acc: float, decision: str, low: float, high: float) -> str:
 
 def filtering_table(run: Path, step: int) -> pd.DataFrame:
     """One row per prompt of the step: K-sample accuracy, decision and reason."""
-    config = read_json(run, "config.json")
+    config = read_json(run, RunDir.CONFIG)
     low, high = float(config.get("filter_low", 0.2)), float(config.get("filter_high", 0.8))
     df = rollouts(run, step, ["prompt_id", "prompt", "prompt_acc", "filter_decision", "sample_idx"])
     g = df.groupby("prompt_id", sort=False).agg(prompt=("prompt", "first"), acc=("prompt_acc", "first"),
@@ -302,16 +300,13 @@ def _tensor(values):
 
 
 def checkpoint_steps(run: Path) -> list[int]:
-    d = _inside(run, "checkpoints")
-    if not d.is_dir():
-        return []
-    return sorted(int(p.name.removeprefix("step_")) for p in d.glob("step_*")
-                  if p.is_dir() and not p.is_symlink() and p.name.removeprefix("step_").isdigit())
+    _inside(run, RunDir.CHECKPOINTS)  # refuses a symlinked checkpoints directory
+    return RunDir(run).checkpoint_steps()
 
 
 def checkpoint_path(run: Path, step) -> Path:
     """The checkpoint directory of `step`, refusing symlinks in it (they could point out of DIR)."""
-    path = _inside(run, f"checkpoints/step_{int(step):06d}")
+    path = _inside(run, RunDir(run).checkpoint(step))
     if not path.is_dir():
         have = ", ".join(str(s) for s in checkpoint_steps(run)) or "none"
         raise RecordError(f"{run}: no checkpoint for step {step}; available: {have}")

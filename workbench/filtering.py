@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from prime.errors import UserError
+from prime.records import RunDir
 from prime.views import accuracy_bars as accuracy_bars_into
 from workbench import data
 
@@ -26,7 +27,7 @@ def show_step(root: Path, run: str, step):
     try:
         path = data.run_dir(root, run)
         table = data.filtering_table(path, int(step))
-        config = data.read_json(path, "config.json")
+        config = data.read_json(path, RunDir.CONFIG)
     except (UserError, TypeError, ValueError) as e:
         return pd.DataFrame(), go.Figure(), f"⚠ {e}"
     low, high = float(config.get("filter_low", 0.2)), float(config.get("filter_high", 0.8))

@@ -13,6 +13,7 @@ import gradio as gr
 
 from prime import views
 from prime.errors import UserError
+from prime.records import RunDir
 from workbench import data
 
 INTRO = ("What these runs show, each claim with its baseline. Every sentence is computed from the run records "
@@ -31,7 +32,7 @@ def examples_html(root: Path, names: list[str]) -> str:
     for name in names or []:
         try:
             run = data.run_dir(root, name)
-            if data.read_json(run, "config.json").get("algo") == "rloo":
+            if data.read_json(run, RunDir.CONFIG).get("algo") == "rloo":
                 continue
             steps = data.rollout_steps(run)
             if not steps:

@@ -19,7 +19,7 @@ def make_run(root: Path, name: str, steps: int = 5, prompts: int = 16, K: int = 
     rng = random.Random(seed)
     run = Path(root) / name
     run.mkdir(parents=True)
-    records.atomic_write_json(run / "config.json", {"model": {"name": "tiny"}, "algo": algo, "prm": "online",
+    records.atomic_write_json(records.RunDir(run).config_file, {"model": {"name": "tiny"}, "algo": algo, "prm": "online",
                                                     "steps": steps, "beta": 0.05, "filter_low": 0.2, "filter_high": 0.8,
                                                     "samples_per_prompt": K, "prompts_per_step": prompts})
     words = ["Add", " 3", ":", " 4", " +", " 3", " =", " 7", "\n", "The", " answer", " is", " \\boxed{7}", "."]

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from prime.errors import UserError
+from prime.records import RunDir
 from prime.render import colour, token_heatmap
 from workbench import data
 
@@ -121,7 +122,7 @@ def two_checkpoints(root: Path, run: str, step, prompt_id, sample, a, b) -> tupl
     try:
         path = data.run_dir(root, run)
         view = data.rollout_tokens(path, int(step), int(prompt_id), int(sample))
-        config = data.read_json(path, "config.json")
+        config = data.read_json(path, RunDir.CONFIG)
         model = config.get("model", {})
         model = model.get("name") if isinstance(model, dict) else model
         beta = float(config.get("beta", 0.05))

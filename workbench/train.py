@@ -22,6 +22,7 @@ import gradio as gr
 
 from prime.config import TrainConfig
 from prime.errors import UserError
+from prime.records import RunDir
 from workbench import data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ class TrainJob:
             if self.running():
                 raise UserError(f"{self.run.name} is training; stop it first (one run at a time per app)")
             run = data.run_dir(self.root, name)
-            if not (run / "config.json").exists():
+            if not RunDir(run).config_file.exists():
                 raise UserError(f"{run} has no config.json: not a run that can resume")
             return self._spawn(run, ["train", "--resume", str(run)])
 
@@ -107,7 +108,7 @@ class TrainJob:
         if self.run is None:
             return "no run started from this app yet"
         try:
-            st = data.read_json(self.run, "status.json")
+            st = data.read_json(self.run, RunDir.STATUS)
             state = f"{st.get('state')} at step {st.get('step')}"
         except UserError:
             state = "starting (loading the model)"
