@@ -531,27 +531,56 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     return run
 
 
+@contextlib.contextmanager
+def timed(timing: dict, key: str):
+    """Add the block's wall time to timing[key] (the step's timing_s/* metrics)."""
+    t = time.time()
+    try:
+        yield
+    finally:
+        timing[key] = timing.get(key, 0.0) + time.time() - t
+
+
 def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt, run) -> dict:
     """One PRIME iteration (§7.1–7.8); advances `state`."""
-    P, K = cfg.prompts_per_step, cfg.samples_per_prompt
     step = state.step + 1
     t0 = time.time()
     timing = {"gen": 0.0, "verify": 0.0}
+    drawn, kept, draws = draw_and_filter(state, roles, train_rows, cfg, step, timing)  # 1–3
+    metrics = filter_metrics(step, state, drawn, kept, draws, cfg)
+    if kept:
+        metrics |= learn(kept, drawn, roles, tok, cfg, prm_opt, policy_opt, run, step, timing)  # 4–8
+    else:  # nothing passed the filter: every sampled response is still recorded, nothing is learnt
+        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None, {}))
+        metrics["acc/kept"] = None
+    if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+        with timed(timing, "eval"):
+            metrics |= evaluate(roles, test_rows, cfg)
+    metrics |= {f"timing_s/{k}": v for k, v in timing.items()} | {"timing_s/step": time.time() - t0}
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise TrainingFailed(f"metric {k} is {v}")
+    state.step = step
+    return metrics
 
-    # 1–3. draw, sample, verify, filter; refill until P prompts are kept. Prompts put back by
-    # the last step come first; they are sampled again by the current policy (§4).
+
+def draw_and_filter(state: LoopState, roles, train_rows, cfg, step: int, timing: dict) -> tuple[list, list, int]:
+    """§7.1–7.3 and §4: draw P prompts, sample K responses each, verify, filter by accuracy;
+    refill until P prompts are kept or the draw limit is hit. Prompts put back by the last step
+    come first (sampled again by the current policy); kept prompts past P go back to
+    state.buffer as prompts. Returns (every drawn group, the kept ones, the number of draws)."""
+    P = cfg.prompts_per_step
     drawn: list[Group] = []
     draws = n_kept = 0
     merged = roles.sampler() if cfg.sampler == "merged" else None  # once per step: the policy is fixed until §7.7
     while n_kept < P and draws < cfg.max_draws_per_step:
         ids, state.buffer = state.buffer[:P], state.buffer[P:]
         ids += next_prompts(state, P - len(ids), len(train_rows), cfg.seed)
-        t = time.time()
-        groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws, merged=merged)
-        timing["gen"] += time.time() - t
-        t = time.time()
-        verify_groups(groups)
-        timing["verify"] += time.time() - t
+        with timed(timing, "gen"):
+            groups = sample_groups(roles, train_rows, ids, cfg, seed=cfg.seed * 1_000_003 + step * 1009 + draws,
+                                   merged=merged)
+        with timed(timing, "verify"):
+            verify_groups(groups)
         decide(groups, cfg)
         drawn += groups
         draws += 1
@@ -561,55 +590,51 @@ def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt,
     for g in surplus:  # passed the filter, but the step is full: the prompt goes back, its responses do not
         g.decision = SURPLUS
     state.buffer = [g.prompt_id for g in surplus] + state.buffer
+    return drawn, kept, draws
+
+
+def filter_metrics(step: int, state: LoopState, drawn: list[Group], kept: list[Group], draws: int, cfg) -> dict:
+    """The step's filter/* metrics and veRL's `acc` (every rollout generated, before filtering)."""
     decisions = [g.decision for g in drawn]
     n_drawn = sum(len(g.outcome) for g in drawn)
-    metrics = {"step": step, "data/epoch": state.epoch, "filter/draws": draws, "filter/draw_limit_hit": int(len(kept) < P),
-               **{f"filter/{d}": decisions.count(d) for d in ("kept", "surplus", "too_easy", "too_hard", "truncated")},
-               "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
-               # veRL's `acc`: mean outcome of every rollout generated this step, before filtering
-               "acc": sum(g.acc * len(g.outcome) for g in drawn) / n_drawn if n_drawn else None,
-               "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
+    return {"step": step, "data/epoch": state.epoch, "filter/draws": draws,
+            "filter/draw_limit_hit": int(len(kept) < cfg.prompts_per_step),
+            **{f"filter/{d}": decisions.count(d) for d in ("kept", "surplus", "too_easy", "too_hard", "truncated")},
+            "filter/kept_fraction": decisions.count(KEPT) / max(1, len(decisions)),
+            "acc": sum(g.acc * len(g.outcome) for g in drawn) / n_drawn if n_drawn else None,
+            "verifier/unscorable": sum(o is None for g in drawn for o in g.outcome)}
 
-    # every sampled response (surplus included) is recorded in the step that sampled it
-    if not kept:
-        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None, {}))
-        state.step = step
-        return {**metrics, "acc/kept": None, "timing_s/step": time.time() - t0}
 
-    # 4. PRM forward on kept rollouts → token rewards; PRM update
+def process_rewards(prm_logp, ref_logp, mask, cfg) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """§1: (raw implicit rewards β·log π_φ/π_ref, or None without a PRM; the rewards advantages
+    use: zero_last_process_reward, then reward_norm, applied)."""
+    if prm_logp is None:
+        return None, torch.zeros_like(mask)
+    raw = implicit_rewards(prm_logp, ref_logp, mask, cfg.beta)
+    if cfg.zero_last_process_reward:
+        raw = zero_last_token(raw, mask)
+    return raw, batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
+
+
+def learn(kept, drawn, roles, tok, cfg, prm_opt, policy_opt, run, step: int, timing: dict) -> dict:
+    """§7.4–7.8 on the kept groups: PRM scoring and update, process rewards, old log-probs,
+    advantages, the PPO update, then the records of every drawn response. Returns the metrics."""
+    K = cfg.samples_per_prompt
     batch = make_batch([g.prompt_ids for g in kept for _ in range(K)], [r for g in kept for r in g.responses],
                        tok.pad_token_id)
     mask = batch.response_mask.float().to(roles.device)
     outcome = torch.tensor([0.0 if o is None else o for g in kept for o in g.outcome], device=roles.device)
-    t = time.time()
-    prm_logp, ref_logp, prm_stats = prm_stage(roles, batch, mask, outcome, cfg, prm_opt)
-    timing["prm"] = time.time() - t
-    raw = None
-    if prm_logp is None:
-        process_reward = torch.zeros_like(mask)
-    else:
-        raw = implicit_rewards(prm_logp, ref_logp, mask, cfg.beta)
-        if cfg.zero_last_process_reward:
-            raw = zero_last_token(raw, mask)
-        process_reward = batch_norm_rewards(raw, mask) if cfg.reward_norm == "batch_norm" else raw
-
-    # 5. old policy log-probs (the reference ones came with the PRM forward; the first PPO
-    # mini-batch's come with its own forward in step 7)
-    t = time.time()
-    old_logp = old_logprobs(roles, batch, cfg)
-    timing["ref"] = time.time() - t
-
-    # 6. advantages
+    with timed(timing, "prm"):  # 4. PRM forward on kept rollouts, then its update
+        prm_logp, ref_logp, prm_stats = prm_stage(roles, batch, mask, outcome, cfg, prm_opt)
+    raw, process_reward = process_rewards(prm_logp, ref_logp, mask, cfg)
+    with timed(timing, "ref"):  # 5. old policy log-probs (the first PPO mini-batch's come with its own forward)
+        old_logp = old_logprobs(roles, batch, cfg)
     kept_texts = [token_texts(tok, r) for g in kept for r in g.responses]
-    t = time.time()
-    line_end = line_ends([token_lines(x) for x in kept_texts], mask) if cfg.process_credit != "sum" else None
-    advantages, returns = advantage_stage(outcome, process_reward, mask, cfg, line_end)
-    timing["adv"] = time.time() - t
-
-    # 7. PPO update of the policy
-    t = time.time()
-    actor, old_logp = policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt)
-    timing["update_actor"] = time.time() - t
+    with timed(timing, "adv"):  # 6. advantages
+        line_end = line_ends([token_lines(x) for x in kept_texts], mask) if cfg.process_credit != "sum" else None
+        advantages, returns = advantage_stage(outcome, process_reward, mask, cfg, line_end)
+    with timed(timing, "update_actor"):  # 7. PPO update of the policy
+        actor, old_logp = policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt)
 
     # 8. records: every number above, per token
     def unpad(x):
@@ -623,18 +648,7 @@ def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt,
                         unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, kept_texts)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
-    lengths = mask.sum(-1)
-    metrics |= {"acc/kept": outcome.mean().item(), **prm_stats, **localised, **actor,
-                **stats3("critic/advantages", advantages[tokens]), **stats3("critic/returns", returns[tokens]),
-                **stats3("response_length", lengths),
-                "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}
-    if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-        t = time.time()
-        metrics |= evaluate(roles, test_rows, cfg)
-        timing["eval"] = time.time() - t
-    metrics |= {f"timing_s/{k}": v for k, v in timing.items()} | {"timing_s/step": time.time() - t0}
-    for k, v in metrics.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise TrainingFailed(f"metric {k} is {v}")
-    state.step = step
-    return metrics
+    return {"acc/kept": outcome.mean().item(), **prm_stats, **localised, **actor,
+            **stats3("critic/advantages", advantages[tokens]), **stats3("critic/returns", returns[tokens]),
+            **stats3("response_length", mask.sum(-1)),
+            "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}
