@@ -520,6 +520,15 @@ class Roles:
         """The transformers CausalLM inside a (possibly peft-wrapped) model."""
         return model.get_base_model() if hasattr(model, "get_base_model") else model
 
+    def reset_prm(self) -> None:
+        """The PRM back to its start: every lora_B of the prm adapter 0 (so it equals the
+        reference: process rewards exactly 0) and no logit scale (ARCHITECTURE.md)."""
+        with torch.no_grad():
+            for n, p in self.models["prm"].named_parameters():
+                if "lora_B" in n and ".prm." in n:
+                    p.zero_()
+        self.prm_logit_scale = 1.0
+
     def adapter_parameters(self, role: str) -> list[torch.nn.Parameter]:
         if role == "ref":
             return []

@@ -181,3 +181,23 @@ def test_plain_path_equals_peft_and_transformers(micro_model_dir, padding_side):
     assert all(g.abs().sum() > 0 for g in grads["plain"])  # gradient on every adapter matrix
     for a, b in zip(grads["plain"], grads["peft"]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_reset_prm_makes_every_process_reward_zero(tiny_dir):
+    """After reset_prm a PRM that had moved (and was sharpened) equals the reference again:
+    its log-probs are the reference's, exactly."""
+    import torch
+
+    from prime.models import Roles, make_batch
+
+    roles = Roles(tiny_dir)
+    with torch.no_grad():
+        for p in roles.adapter_parameters("prm"):
+            p.normal_(std=0.05)
+    roles.prm_logit_scale = 2.0
+    tok = roles.tokenizer
+    batch = make_batch([tok("Start with 2. Add 3.")["input_ids"]], [tok(" 2 + 3 = 5")["input_ids"]], tok.pad_token_id)
+    assert not torch.equal(roles.logprobs("prm", batch), roles.logprobs("ref", batch))
+    roles.reset_prm()
+    assert roles.prm_logit_scale == 1.0
+    assert torch.equal(roles.logprobs("prm", batch), roles.logprobs("ref", batch))

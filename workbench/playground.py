@@ -16,7 +16,6 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import torch
 
 from prime.errors import UserError
 from prime.models import BUILTIN_MODELS, ExternalPRM, Roles, resolve_model
@@ -59,11 +58,7 @@ def scorer_for(model: str, checkpoint: Path | None, prm_dir: str | None = "", re
         return _external(prm_dir, ref_dir)
     roles = _roles(model)
     if checkpoint is None:
-        with torch.no_grad():
-            for name, p in roles.models["prm"].named_parameters():
-                if "lora_B" in name and ".prm." in name:
-                    p.zero_()  # B = 0: the PRM equals the reference (ARCHITECTURE.md)
-        roles.prm_logit_scale = 1.0  # and no sharpening (a checkpoint loaded before may have set one)
+        roles.reset_prm()  # a checkpoint loaded before may have trained or sharpened it
     else:
         roles.load_adapters(checkpoint, roles=("prm",))
     return roles
