@@ -2,7 +2,7 @@
 
     python benchmarks/workbench_first_paint.py [--steps 200] [--prompts 16] [--repeats 3]
 
-The run's records are synthetic (workbench.synthetic, written with the engine's record
+The run's records are synthetic (tests/synthetic.py, written with the engine's record
 writers: same schema and sizes as a real run). For each tab, a fresh page loads the app (we time navigation → the
 Runs table drawn: the first tab's first paint), waits until the page has drawn its first chart,
 clicks the tab and times click → its content drawn (its data element visible): that tab's first
@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from synthetic import make_run
 from test_browser import CHROMIUM, TABS, free_port
 
 from workbench.app import make_app
-from workbench.synthetic import make_run
 
 OUT = Path(__file__).resolve().parent / "results" / "workbench_first_paint.json"
 

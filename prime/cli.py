@@ -1,4 +1,5 @@
-"""The `prime` command line: models and scoring. Bad input: one line on stderr, exit code 2."""
+"""The `prime` command line: models, training, evaluation, scoring and ranking, export, import and
+reports. Bad input: one line on stderr, exit code 2."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from synthetic import make_run
 
 from workbench import data
 from workbench.app import DEMO_RUNS, make_app
-from workbench.synthetic import make_run
 
 CHROMIUM = os.environ.get("PRIME_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -10,12 +10,12 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from synthetic import make_run
 
 from prime.config import TrainConfig
 from prime.data import read_jsonl
 from prime.errors import UserError
 from workbench import data as wdata
-from workbench.synthetic import make_run
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

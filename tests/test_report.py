@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+from synthetic import make_run
+
 from prime.cli import main
 from prime.report import MAX_BYTES, build_report
 from workbench.app import DEMO_RUNS
-from workbench.synthetic import make_run
 
 
 def test_report_of_the_demo_is_self_contained_and_small(tmp_path, capsys):

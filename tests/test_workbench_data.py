@@ -9,10 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
+from synthetic import make_run
 
 from prime.errors import UserError
 from workbench import data
-from workbench.synthetic import make_run
 
 
 @pytest.fixture

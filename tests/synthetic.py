@@ -1,7 +1,8 @@
 """Synthetic run records, written with the engine's own writers (prime.records), for tests
 and the dashboard benchmark: any size, instantly, with the exact schema. The numbers are
 random but consistent (decisions follow prompt_acc; rewards sum to what the rows say).
-Real runs come from `prime train`; the demo under data/demo is one."""
+Real runs come from `prime train`; the demo under data/demo is one. A test fixture: the app
+never imports it."""
 
 from __future__ import annotations
 
