@@ -121,13 +121,20 @@ def _score(args) -> None:
         print(f"outcome: {'unscorable' if v['score'] is None else v['score']}  ({v['detail']})")
 
 
-def _train(args) -> None:
+def config_flags(args) -> dict:
+    """The TrainConfig fields given on the command line (None: not given)."""
     from dataclasses import fields
 
+    from prime.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+
+
+def _train(args) -> None:
     from prime.config import TrainConfig, run_config
     from prime.trainer import train
 
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    given = config_flags(args)
     if args.resume:
         cfg = run_config(args.resume, **given)
     else:
@@ -138,12 +145,10 @@ def _train(args) -> None:
 def _prm_pretrain(args) -> None:
     """A PRM warm-started on the start model's own samples: PRIME steps with the policy held at the
     start model (learning rate 0), the PRM trained online on the verifier's outcome labels."""
-    from dataclasses import fields
-
     from prime.config import TrainConfig
     from prime.trainer import latest_checkpoint, train
 
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    given = config_flags(args)
     if given.get("algo", "prime") != "prime" or given.get("prm", "online") != "online":
         raise UserError("prime prm pretrain trains the PRM: --algo prime and --prm online (the defaults) are required")
     if given.get("policy_lr", 0.0) != 0.0:

@@ -136,7 +136,7 @@ def summary_section(runs: list[dict]) -> str:
     parts = []
     for claim in views.summary(runs):
         sentences = "".join(f"<li class='claim-sentence'>{html.escape(t)}</li>" for t in claim["sentences"])
-        chart = views.summary_figure(claim["id"], runs).to_html(include_plotlyjs=False, full_html=False,
+        chart = views.summary_figure(claim, runs).to_html(include_plotlyjs=False, full_html=False,
                                                                  div_id=f"summary-{claim['id']}")
         parts.append(f"<div class='claim' data-claim='{claim['id']}'><h3>{html.escape(claim['question'])}</h3>"
                      f"<ul>{sentences}</ul>{chart}</div>")

@@ -141,17 +141,17 @@ def curves_figure(runs: list[dict], charts: list[str] | None = None, smoothing: 
             if not xs:  # nor its baselines: a reference line beside no PRM line would read as one
                 continue
             smooth = chart.per_step and smoothing > 0
+            shown = ema(ys, smoothing) if smooth else ys
             fig.add_scatter(x=xs, y=ys, mode="lines+markers" if not chart.per_step else "lines", row=row, col=col,
                             name=f"{run['name']} · {chart.metric}", meta=[run["name"], metric, "raw"], showlegend=False,
                             opacity=0.3 if smooth else 1.0, line={"color": colour, "width": 1 if smooth else 2},
                             marker={"size": 5}, hovertemplate=f"{run['name']}<br>{metric}<br>%{{x}}: %{{y:.4g}}<extra></extra>")
             if smooth:
-                fig.add_scatter(x=xs, y=ema(ys, smoothing), mode="lines", row=row, col=col, showlegend=False,
+                fig.add_scatter(x=xs, y=shown, mode="lines", row=row, col=col, showlegend=False,
                                 name=f"{run['name']} · {chart.metric} (EMA {smoothing:g})",
                                 meta=[run["name"], metric, "smoothed"], line={"color": colour, "width": 2.5},
                                 hovertemplate=f"{run['name']}<br>{metric}, EMA {smoothing:g}<br>%{{x}}: %{{y:.4g}}<extra></extra>")
-            last = ema(ys, smoothing)[-1] if smooth else ys[-1]
-            ends.append((xs[-1], last, run["name"], colour))
+            ends.append((xs[-1], shown[-1], run["name"], colour))
             all_x += xs
             all_y += ys
             drawn += 1
@@ -277,17 +277,17 @@ SUMMARY_CHARTS = {"learn": "eval pass@1 (T = 1)", "rank": "PRM: right ranked abo
                   "blame": "PRM: most negative line = first wrong line"}
 
 
-def summary_figure(claim_id: str, runs: list[dict], smoothing: float = SMOOTHING):
-    """The chart of one claim: a training-curve chart with its baselines, or for the filter the
-    share of each decision over all drawn prompts, a bar per run."""
-    if claim_id in SUMMARY_CHARTS:
-        fig = curves_figure(runs, [SUMMARY_CHARTS[claim_id]], smoothing, cols=1)
+def summary_figure(claim: dict, runs: list[dict], smoothing: float = SMOOTHING):
+    """The chart of one claim of summary(runs): a training-curve chart with its baselines, or for
+    the filter the share of each decision over all drawn prompts (the claim's numbers), a bar per run."""
+    if claim["id"] in SUMMARY_CHARTS:
+        fig = curves_figure(runs, [SUMMARY_CHARTS[claim["id"]]], smoothing, cols=1)
         fig.update_layout(height=300, margin={"l": 40, "r": 10, "t": 30, "b": 30})
         return fig
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    numbers = summary(runs)[3]["numbers"]
+    numbers = claim["numbers"]
     names = list(numbers)
     for d in [d for d in DECISIONS if any(numbers[n][d] for n in names)]:
         fig.add_bar(y=names, x=[numbers[n][d] for n in names], name=d.replace("_", " "), orientation="h",

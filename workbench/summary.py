@@ -60,7 +60,7 @@ def show(root: Path, names: list[str]) -> list:
     runs = data.run_views(root, names)
     out = []
     for claim in views.summary(runs):
-        out += [claims_html(claim), views.summary_figure(claim["id"], runs)]
+        out += [claims_html(claim), views.summary_figure(claim, runs)]
     return out + [examples_html(root, [r["name"] for r in runs])]
 
 
