@@ -222,7 +222,7 @@ def _export_verl(args) -> None:
     from prime.export import export_verl
 
     out = export_verl(Path(args.source), Path(args.out), args.model_path)
-    print(f"wrote {out}: data/train.parquet, data/test.parquet, reward.py, run_prime.sh, README.md")
+    print(f"wrote {out}: " + ", ".join(sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())))
 
 
 def _report(args) -> None:

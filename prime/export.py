@@ -5,18 +5,27 @@ Writes into OUT:
                                             chat messages, ability, reward_model.ground_truth, extra_info)
     reward.py                               compute_score(data_source, solution_str, ground_truth, extra_info)
                                             through our verifiers (math-verify; the bubblewrap sandbox for code)
+    prime_workbench-<version>-py3-none-any.whl   this project, built from its source tree: what reward.py
+                                            imports, installed on every node by path (the name
+                                            `prime-workbench` on an index is not ours)
     run_prime.sh                            python3 -m recipe.prime.main_prime with our config as Hydra overrides
+                                            (a model without a chat template gets ours: PLAIN_CHAT_TEMPLATE)
     README.md                               every config field: the veRL key it became, or why it could not
 
 The mapping is FIELD_MAP below (one place, also rendered into the README tables). Keys were read
 from verl 0.9.1's trainer config and verl-recipe's prime/config/prime_trainer.yaml and launch
-script; `python benchmarks/check_verl_export.py` checks an export against them.
+script; `python benchmarks/check_verl_export.py` checks an export against them, and with
+`--in-verl` loads it with veRL's own code (BENCHMARKS.md, "veRL export, loaded by veRL").
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -80,21 +89,16 @@ REWARD_PY = '''"""veRL custom reward: PRIME Workbench's verifiers behind veRL's 
 
     custom_reward_function.path=reward.py custom_reward_function.name=compute_score
 
-Needs `pip install prime-workbench` on every node (math-verify; code runs in bubblewrap, so
-`apt-get install bubblewrap` too). Returns the outcome reward in [0, 1]: 0/1 for math, the
-pass rate for code; unscorable answers count 0, as in the trainer.
+Needs the PRIME Workbench wheel shipped beside this file on every node: `pip install
+./prime_workbench-*.whl` (math-verify comes with it; code runs in bubblewrap, so `apt-get install
+bubblewrap` too). Returns the outcome reward in [0, 1]: 0/1 for math, the pass rate for code;
+unscorable answers count 0, as in the trainer. The function is the wheel's, not defined here, so
+that veRL's process pools can pickle it (prime/verl_reward.py says why).
 """
 
-from prime.verifiers import verify
+from prime.verl_reward import compute_score
 
-
-def compute_score(data_source, solution_str, ground_truth, extra_info=None):
-    row = {{"answer": ground_truth}}
-    if isinstance(extra_info, dict) and extra_info.get("prime_checks"):
-        import json
-
-        row.update(json.loads(extra_info["prime_checks"]))  # tests / io / entry_point / prelude
-    return float(verify(solution_str, row).reward)
+__all__ = ["compute_score"]
 '''
 
 
@@ -124,19 +128,53 @@ def verl_rows(rows: list[dict], task: str, split: str, system_prompt: str) -> li
     return out
 
 
-def overrides(cfg: TrainConfig, name: str, model_path: str) -> list[tuple[str, object]]:
-    """(veRL key, value) for every field that maps."""
+# what PRIME Workbench's benchmarks/check_verl_export.py --in-verl found (BENCHMARKS.md, "veRL export, loaded by veRL")
+VERL_CHECKED = (
+    "With verl 0.9.1 and verl-recipe 48ea0a7, on CPUs: veRL's RLHFDataset builds these prompts token for token as the "
+    "run did, veRL's reward loader scores `reward.py` as our verifiers do, the recipe's entry point composes every "
+    "override and veRL's validate_config accepts the result (its last check needs vLLM installed). Not checked: the "
+    "launch (GPUs). The recipe's PRIME trainer as it stands does not run on verl 0.9.1: `main_prime` calls "
+    "`need_reference_policy` with a dict and builds `RayPRIMETrainer` with a `reward_fn` argument that veRL's trainer "
+    "no longer takes, its config sets `rollout.mode: sync`, which veRL removed, its first step pops `input_ids` that "
+    "RLHFDataset no longer returns, and `main_prime` never passes `custom_reward_function` to its reward managers "
+    "(veRL's default scorer raises for this data source, and a failed score counts 0). Those are the recipe's, not "
+    "the export's: a launch on verl 0.9.1 needs them fixed first.")
+
+# what a launch adds after run_prime.sh (the README's example; the check validates the config with it)
+LAUNCH_EXAMPLE = ("trainer.n_gpus_per_node=8", "trainer.nnodes=1", "actor_rollout_ref.rollout.name=vllm")
+
+# run_prime.sh sets HERE to its own absolute directory: veRL opens the data and reward.py in Ray workers,
+# whose working directory (and node) is not the launcher's
+HERE = "$HERE"
+
+
+def overrides(cfg: TrainConfig, name: str, model_path: str, chat_template: str | None = None,
+              max_prompt_length: int = 1024) -> list[tuple[str, object]]:
+    """(veRL key, value) for every field that maps, and what veRL needs to read the export as we do.
+
+    A key written `++key` is one no config of verl 0.9.1 or the recipe declares but the recipe's
+    workers read (Hydra rejects a plain override of it). `chat_template`: the template veRL must
+    apply to this model's prompts when its tokenizer has none (export_chat_template)."""
     P = cfg.prompts_per_step
     prime = cfg.algo == "prime"
     loggers = ["console"] + [t.strip() for t in cfg.report_to.split(",") if t.strip()]
+    template = [] if chat_template is None else [
+        # the agent loop's tokenizer and workers take it from the model config (HFModelConfig) ...
+        ("actor_rollout_ref.model.custom_chat_template", '"' + chat_template.replace('"', '\\"') + '"'),
+        # ... and RLHFDataset's length filter applies it whichever tokenizer the launcher built
+        ("++data.apply_chat_template_kwargs.chat_template", "${actor_rollout_ref.model.custom_chat_template}")]
     out = [
-        ("data.train_files", "['data/train.parquet']"), ("data.val_files", "['data/test.parquet']"),
+        # the recipe's config names veRL's config by a path relative to a veRL checkout; by package it
+        # resolves wherever veRL is installed
+        ("hydra.searchpath", "[pkg://verl.trainer.config]"),
+        ("data.train_files", f"['{HERE}/data/train.parquet']"), ("data.val_files", f"['{HERE}/data/test.parquet']"),
+        ("data.max_prompt_length", max_prompt_length),
         ("data.train_batch_size", P), ("data.max_response_length", cfg.max_new_tokens), ("data.seed", cfg.seed),
         ("data.filter_accuracy", True), ("data.accuracy_lower_bound", cfg.filter_low),
         ("data.accuracy_upper_bound", cfg.filter_high), ("data.filter_truncate", cfg.filter_truncated),
         ("data.oversample_factor", float(cfg.max_draws_per_step)), ("data.val_max_samples", cfg.eval_n),
         ("actor_rollout_ref.model.path", model_path), ("actor_rollout_ref.model.lora_rank", cfg.lora_r),
-        ("actor_rollout_ref.model.lora_alpha", 2 * cfg.lora_r),
+        ("actor_rollout_ref.model.lora_alpha", 2 * cfg.lora_r), *template,
         ("actor_rollout_ref.actor.optim.lr", cfg.policy_lr), ("actor_rollout_ref.actor.clip_ratio", cfg.clip_eps),
         ("actor_rollout_ref.actor.grad_clip", cfg.policy_grad_clip),
         ("actor_rollout_ref.actor.ppo_mini_batch_size", max(1, P // cfg.ppo_mini_batches)),
@@ -145,6 +183,8 @@ def overrides(cfg: TrainConfig, name: str, model_path: str) -> list[tuple[str, o
         ("actor_rollout_ref.actor.use_kl_loss", False),
         ("actor_rollout_ref.rollout.n", cfg.samples_per_prompt), ("actor_rollout_ref.rollout.temperature", cfg.temperature),
         ("actor_rollout_ref.rollout.top_p", cfg.top_p),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", cfg.micro_batch),
+        ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", cfg.micro_batch),
         ("algorithm.adv_estimator", "rloo"), ("algorithm.gamma", cfg.gamma), ("algorithm.kl_ctrl.kl_coef", 0.0),
         ("algorithm.reward_gt_coef", 1.0), ("algorithm.reward_dpo_coef", cfg.process_weight),
         ("reward_model.enable", prime), ("reward_model.model.path", model_path),
@@ -153,8 +193,8 @@ def overrides(cfg: TrainConfig, name: str, model_path: str) -> list[tuple[str, o
         ("reward_model.model.optim.lr", cfg.prm_lr if cfg.prm == "online" else 0.0),
         ("reward_model.model.optim.grad_clip", cfg.prm_grad_clip), ("reward_model.prime_norm", cfg.reward_norm),
         ("reward_model.mini_batch_size", max(1, P // cfg.prm_mini_batches)),
-        ("reward_model.micro_batch_size_per_gpu", cfg.micro_batch),
-        ("custom_reward_function.path", "reward.py"), ("custom_reward_function.name", "compute_score"),
+        ("++reward_model.micro_batch_size_per_gpu", cfg.micro_batch),
+        ("custom_reward_function.path", f"{HERE}/reward.py"), ("custom_reward_function.name", "compute_score"),
         ("trainer.total_training_steps", cfg.steps), ("trainer.test_freq", cfg.eval_every or -1),
         ("trainer.save_freq", cfg.checkpoint_every), ("trainer.max_actor_ckpt_to_keep", cfg.keep_last_checkpoints),
         ("trainer.logger", json.dumps(loggers)), ("trainer.project_name", cfg.report_project),
@@ -167,6 +207,44 @@ def _hydra(value) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     return str(value)
+
+
+def shell_override(key: str, value) -> str:
+    """One `key=value` argument for bash: single-quoted, except that a value in the export directory
+    is double-quoted so that bash expands $HERE (our own text around it has no `"`, `$`, `\\` or backtick)."""
+    text = _hydra(value)
+    return f'"{key}={text}"' if HERE in text else f"{key}={shlex.quote(text)}"
+
+
+def export_chat_template(tokenizer) -> str | None:
+    """The template veRL should apply to this model's prompts: None when the tokenizer has its own
+    (veRL applies it, as format_prompt does), else format_prompt's plain format as a template."""
+    from prime.rollout import PLAIN_CHAT_TEMPLATE
+
+    return None if getattr(tokenizer, "chat_template", None) else PLAIN_CHAT_TEMPLATE
+
+
+def write_wheel(out: Path) -> Path:
+    """Build this project's wheel into `out` (pip wheel --no-deps, from a copy of the source tree so that
+    the build leaves nothing in it); returns the wheel's path. reward.py imports prime from it."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise UserError(f"the export builds a wheel of PRIME Workbench from its source tree, and {root} has no "
+                        "pyproject.toml: run `prime export verl` from a clone of the project")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        shutil.copy2(root / "pyproject.toml", src)
+        for package in ("prime", "workbench"):
+            shutil.copytree(root / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                               "--disable-pip-version-check", "-q", "-w", str(out), str(src)],
+                              check=False, capture_output=True, text=True)
+    wheels = sorted(out.glob("prime_workbench-*.whl"))
+    if done.returncode or len(wheels) != 1:
+        raise UserError(f"building the PRIME Workbench wheel into {out} failed (pip wheel, exit {done.returncode}): "
+                        f"{(done.stderr or done.stdout).strip()[-800:]}")
+    return wheels[0]
 
 
 def not_expressible(cfg: TrainConfig) -> list[str]:
@@ -199,41 +277,59 @@ def export_verl(source: Path, out: Path, model_path: str | None = None) -> Path:
     """Write the export (see the module docstring); returns `out`."""
     import pandas as pd
 
+    from prime.models import BUILTIN_MODELS, cache_dir, load_tokenizer, resolve_model
+    from prime.rollout import encode_prompt
     from prime.tasks import load_task
 
     cfg, name = load_config(source)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; choose a new --out")
     if model_path is None:
-        from prime.models import BUILTIN_MODELS, cache_dir
-
         model_path = str(cache_dir() / cfg.model) if cfg.model in BUILTIN_MODELS else cfg.model
+    tok = load_tokenizer(resolve_model(cfg.model))  # the run's tokenizer: its chat template, the prompt lengths
     (out / "data").mkdir(parents=True, exist_ok=True)
-    counts = {}
+    counts, longest = {}, 0
     for split in ("train", "test"):
         skipped: list[str] = []
         rows = load_task(cfg.task, split, skipped=skipped)
         pd.DataFrame(verl_rows(rows, cfg.task, split, cfg.system_prompt)).to_parquet(out / "data" / f"{split}.parquet")
         counts[split] = (len(rows), len(skipped))
-    (out / "reward.py").write_text(REWARD_PY.format())
-    pairs = overrides(cfg, name, model_path)
-    lines = "".join(f"    {k}={shlex.quote(_hydra(v))} \\\n" for k, v in pairs)
-    entry = "recipe.prime.main_prime" if cfg.algo == "prime" else "verl.trainer.main_ppo"
+        longest = max([longest] + [len(encode_prompt(tok, r["prompt"], r.get("system") or cfg.system_prompt)) for r in rows])
+    (out / "reward.py").write_text(REWARD_PY)
+    wheel = write_wheel(out)
+    template = export_chat_template(tok)
+    pairs = overrides(cfg, name, model_path, template, max_prompt_length=longest)
+    lines = "".join(f"    {shell_override(k, v)} \\\n" for k, v in pairs)
+    entry = "recipe.prime.main_prime"
     (out / "run_prime.sh").write_text(
         "#!/usr/bin/env bash\n# Exported by `prime export verl` from "
-        f"{source} (PRIME Workbench). Run from this directory inside a veRL checkout with verl-recipe as\n"
-        "# `recipe/` (see README.md); extra Hydra overrides (GPUs, nodes, rollout engine) go after the script.\n"
-        f"set -euo pipefail\ncd \"$(dirname \"$0\")\"\npython3 -m {entry} \\\n{lines}    \"$@\"\n")
+        f"{source} (PRIME Workbench). Run it from a directory where `{entry}` imports (a veRL\n"
+        "# checkout with verl-recipe as `recipe/`; see README.md); extra Hydra overrides (GPUs, nodes, rollout engine)\n"
+        "# go after the script. Data and reward.py are read from this script's directory, by absolute path.\n"
+        f"set -euo pipefail\nHERE=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\npython3 -m {entry} \\\n{lines}    \"$@\"\n")
     (out / "run_prime.sh").chmod(0o755)
     notes = not_expressible(cfg)
     table = "\n".join(f"| `{f}` | {'`' + k + '`' if k else '—'} | {why} |" for f, (k, why) in FIELD_MAP.items())
+    template_note = ("the model's own chat template (veRL applies it as we do)" if template is None else
+                     "the model has no chat template, so `run_prime.sh` hands veRL ours "
+                     "(`actor_rollout_ref.model.custom_chat_template`, also `data.apply_chat_template_kwargs`): "
+                     "the question after the system message and a blank line, then a newline, as the run saw them")
     (out / "README.md").write_text(
         f"# {name}: PRIME on veRL\n\nExported from `{source}` by `prime export verl`.\n\n"
         f"- `data/train.parquet` ({counts['train'][0]} rows, {counts['train'][1]} bad rows dropped), "
-        f"`data/test.parquet` ({counts['test'][0]} rows)\n"
-        "- `reward.py`: our verifiers behind veRL's `compute_score`; install `prime-workbench` (and bubblewrap for code)"
-        " on every node\n- `run_prime.sh`: `python3 -m " + entry + "` with the overrides below\n\n"
+        f"`data/test.parquet` ({counts['test'][0]} rows); prompts: {template_note}; the longest is {longest} tokens "
+        "(`data.max_prompt_length`)\n"
+        "- `reward.py`: our verifiers behind veRL's `compute_score`\n"
+        f"- `{wheel.name}`: PRIME Workbench itself, which `reward.py` imports. On every node, in veRL's environment:\n\n"
+        f"      pip install ./{wheel.name}    # by path: no package index is asked for it\n"
+        "      apt-get install bubblewrap     # code tasks run the model's programs in it\n\n"
+        f"  (`--force-reinstall --no-deps` replaces an older install of the same version.)\n"
+        f"- `run_prime.sh`: `python3 -m {entry}` with the overrides below"
+        + ("" if cfg.algo == "prime" else " (an RLOO run: the recipe with `reward_model.enable=False`, which keeps its "
+           "accuracy filter; veRL's own `main_ppo` has none)") + ". From a veRL checkout with verl-recipe as `recipe/`:\n\n"
+        f"      bash /path/to/this/run_prime.sh {' '.join(LAUNCH_EXAMPLE)}\n\n"
         "## What veRL cannot reproduce of this run\n\n" + ("\n".join(f"- {n}" for n in notes) or "- nothing") + "\n\n"
+        "## Checked with veRL\n\n" + VERL_CHECKED + "\n\n"
         "## Every field\n\n| ours | veRL | how |\n| --- | --- | --- |\n" + table + "\n\n"
         "## The config\n\n```json\n" + json.dumps(asdict(cfg), indent=1) + "\n```\n")
     return out

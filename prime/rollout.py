@@ -19,6 +19,18 @@ def format_prompt(tokenizer, question: str, system: str | None = None) -> str:
     return (f"{system}\n\n" if system else "") + question + "\n"
 
 
+# format_prompt's plain branch as a chat template, for engines that always apply one (veRL:
+# `prime export verl` hands it to a model without a template). The two must render the same
+# text: tests/test_export_verl.py checks it token for token through apply_chat_template.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% if message['content'] %}{{ message['content'] + '\\n\\n' }}{% endif %}"
+    "{% elif message['role'] == 'user' %}{{ message['content'] + '\\n' }}"
+    "{% else %}{{ raise_exception('this template formats system and user messages only') }}"
+    "{% endif %}{% endfor %}"
+)
+
+
 def encode_prompt(tokenizer, question: str, system: str | None = None) -> list[int]:
     return tokenizer(format_prompt(tokenizer, question, system), add_special_tokens=False)["input_ids"]
 

@@ -182,10 +182,13 @@ def test_export_verl_from_a_run_on_a_verl_parquet(verl_dir, tmp_path, tiny_dir):
     assert "code-form process baseline" in readme and "`reward_model.model.beta_train`" in readme
     assert set(FIELD_MAP) == {f.name for f in dataclasses.fields(TrainConfig)}  # every field accounted for
     # every override is a key veRL knows: its trainer config (verl 0.9.1) or the PRIME recipe's config and launch
-    # script, as snapshot by benchmarks/check_verl_export.py --dump-keys
+    # script, as snapshot by benchmarks/check_verl_export.py --dump-keys; Hydra's own search path; or one added
+    # with ++ because no config declares it (the recipe's workers read reward_model.micro_batch_size_per_gpu)
     known = set(json.loads((Path(__file__).parent / "data" / "verl_config_keys.json").read_text())["keys"])
-    emitted = re.findall(r"^\s+([a-z_]+(?:\.[a-z_0-9]+)+)=", script, re.MULTILINE)
-    assert len(emitted) > 40 and [k for k in emitted if k not in known] == []
+    emitted = re.findall(r"^\s+[\"']?(\+{0,2}[a-z_]+(?:\.[a-z_0-9]+)+)=", script, re.MULTILINE)
+    assert len(emitted) > 40 and [k for k in emitted if k not in known and not k.startswith(("++", "hydra."))] == []
+    assert {k for k in emitted if k.startswith("++")} == {"++data.apply_chat_template_kwargs.chat_template",
+                                                          "++reward_model.micro_batch_size_per_gpu"}
     assert cli.main(["export", "verl", str(run), "--out", str(out)]) == 2  # not empty: refused
     assert cli.main(["export", "verl", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
 
