@@ -225,6 +225,42 @@ def _export_verl(args) -> None:
     print(f"wrote {out}: " + ", ".join(sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())))
 
 
+def _plan(args) -> None:
+    from dataclasses import fields, replace
+    from pathlib import Path
+
+    from prime.models import resolve_model
+    from prime.plan import Setup, Shape, as_json, budget_bytes, gib, largest_fit, plan, table
+
+    source = Path(args.model) if Path(args.model).suffix == ".json" or Path(args.model).is_dir() else resolve_model(args.model)
+    shape = Shape.of(source, name=Path(args.model).stem if str(args.model).endswith(".json") else args.model)
+    setup = Setup(**{f.name: getattr(args, f.name) for f in fields(Setup) if getattr(args, f.name, None) is not None})
+    if setup.device == "cuda" and args.sampler is None:
+        from prime.models import choose_sampler
+
+        copy = 4 * (shape.quantised + shape.other)
+        setup = replace(setup, sampler=choose_sampler("auto", torch_device("cuda"), copy, int(budget_bytes(args.budget))))
+    result = plan(shape, setup)
+    budget = budget_bytes(args.budget)
+    result["budget"] = budget
+    result["fits"] = result["peak"] <= budget
+    result["largest_fit"] = largest_fit(shape, setup, budget)
+    if args.json:
+        print(as_json(result))
+        return
+    print(table(result))
+    fit = result["largest_fit"]
+    print(f"budget {gib(budget)}: {'fits' if result['fits'] else 'does NOT fit'}; at most {fit['sample_rows']} rows "
+          f"sampled at once (--sample-rows), {fit['micro_batch_rows']} rows of {setup.length} tokens per micro-batch "
+          f"(--micro-batch-tokens {fit['micro_batch_tokens']})")
+
+
+def torch_device(name: str):
+    import torch
+
+    return torch.device(name)
+
+
 def _report(args) -> None:
     from prime.report import MAX_BYTES, write_report
 
@@ -306,6 +342,20 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--by", default="total", choices=("total", "min-step"),
                    help="total: the accumulated reward r_φ(y) (EurusPRM-Stage2); min-step: the lowest step reward (Stage 1)")
     r.set_defaults(func=_rank, layout="shared")
+
+    pl = sub.add_parser("plan", help="the memory a run needs, by component and phase, from the model's config alone (no weights)")
+    pl.add_argument("--model", default="tiny", help="tiny, smollm2-135m, a model directory or a config.json (data/configs/qwen2.5-7b.json)")
+    pl.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu: fp32, dequantised once; cuda: bf16, packed NF4")
+    pl.add_argument("--budget", default="24GiB", help="memory to fit in (e.g. 24GiB, 80GB)")
+    pl.add_argument("--prompt-tokens", type=int, default=None, help="longest prompt (default 64)")
+    for name, kind in (("prompts_per_step", int), ("samples_per_prompt", int), ("max_new_tokens", int), ("lora_r", int),
+                       ("micro_batch", int), ("micro_batch_tokens", int), ("sample_rows", int), ("chunk_rows", int)):
+        pl.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+    pl.add_argument("--sampler", choices=("merged", "adapter"), default=None, help="default: as `--sampler auto` chooses")
+    pl.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    pl.add_argument("--optimizer", choices=("adamw", "adamw8bit", "paged_adamw8bit"), default=None)
+    pl.add_argument("--json", action="store_true", help="the whole plan as JSON")
+    pl.set_defaults(func=_plan)
 
     o = sub.add_parser("report", help="one self-contained HTML file of runs: config, curves, filter, token heatmaps")
     o.add_argument("runs", nargs="+", metavar="RUN", help="run directories (their curves are overlaid)")

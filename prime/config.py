@@ -99,10 +99,24 @@ class TrainConfig:
     """4bit (NF4, double quantisation) or none"""
     layout: str = "shared"
     """shared (one base, two adapters) or separate (three copies)"""
-    sampler: str = "merged"
+    sampler: str = "auto"
     """merged: sample from a full-precision copy of the policy (base dequantised + LoRA merged,
     refreshed every step; fast, costs one unquantised copy); adapter: sample through the 4-bit
-    base and the adapter (least memory, slower). Log-probs always come from the 4-bit roles."""
+    base with the policy adapter unmerged (exactly the trained function, no copy; slower); auto:
+    merged where the copy is affordable (prime.models.choose_sampler: a CPU, or a copy under a
+    tenth of the GPU's memory), adapter otherwise. Log-probs always come from the 4-bit roles."""
+    sample_rows: int = 512
+    """rows decoded at once; more prompts are sampled in further batches (the KV cache grows with
+    rows × (prompt + max_new_tokens): `prime plan` says how many fit)"""
+    micro_batch_tokens: int = 0
+    """> 0: a micro-batch also stops growing before its rows × longest row pass this many tokens
+    (activations grow with tokens, not rows); 0: micro_batch rows only"""
+    gradient_checkpointing: bool = False
+    """recompute each layer's activations (and each chunk of LM-head logits) in the backward pass
+    instead of keeping them: memory for a long response at ~1/3 more compute. Same gradients"""
+    optimizer: str = "adamw"
+    """adamw (torch), adamw8bit (bitsandbytes' 8-bit states, a quarter of the memory) or
+    paged_adamw8bit (8-bit states in paged memory, CUDA only). Only the adapters have states"""
     skip_bad_rows: bool = False
     """skip malformed dataset rows (counted in status.json and the log) instead of stopping"""
     seed: int = 0
@@ -130,7 +144,8 @@ class TrainConfig:
         choices = {"algo": ("prime", "rloo"), "prm": ("online", "frozen"), "prm_update": ("single", "double"),
                    "reward_norm": ("batch_norm", "none"), "process_baseline": ("paper", "code"),
                    "process_credit": ("sum", "min", "clip"),
-                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "sampler": ("merged", "adapter")}
+                   "quant": ("4bit", "none"), "layout": ("shared", "separate"), "sampler": ("auto", "merged", "adapter"),
+                   "optimizer": ("adamw", "adamw8bit", "paged_adamw8bit")}
         from prime.errors import UserError
 
         for name, allowed in choices.items():
@@ -166,7 +181,7 @@ class TrainConfig:
             "beta": positive, "prm_sharpen": non_negative, "filter_low": fraction, "filter_high": fraction, "max_draws_per_step": at_least(1),
             "policy_lr": non_negative, "prm_lr": non_negative, "clip_eps": positive,
             "policy_grad_clip": positive, "prm_grad_clip": positive, "micro_batch": at_least(1),
-            "ppo_mini_batches": at_least(1), "prm_mini_batches": at_least(1), "max_new_tokens": at_least(1),
+            "ppo_mini_batches": at_least(1), "sample_rows": at_least(1), "micro_batch_tokens": at_least(0), "prm_mini_batches": at_least(1), "max_new_tokens": at_least(1),
             "temperature": positive, "top_p": (lambda v: finite(v) and 0 < v <= 1, "a number in (0, 1]"),
             "gamma": fraction, "process_weight": non_negative, "lora_r": at_least(1), "seed": at_least(0), "eval_every": at_least(0),
             "eval_n": at_least(1), "checkpoint_every": at_least(1), "keep_last_checkpoints": at_least(1),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 FAMILIES = ("llama", "mistral", "qwen2")
 """model_type values whose decoder block is Llama's: RMSNorm, RoPE, (grouped) attention with
@@ -248,16 +249,33 @@ def _project(x: torch.Tensor, block: Block, group: tuple[str, ...], adapter: dic
     return y
 
 
-def hidden_states(base: Base, adapter: tuple[dict, ...] | None, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+def _block(x: torch.Tensor, block: Block, a: dict | None, base: Base, cos, sin, mask) -> torch.Tensor:
+    """One decoder block: attention then MLP, each with its residual."""
+    B, T, _ = x.shape
+    nh, nkv, hd = base.n_heads, base.n_kv, base.head_dim
+    qkv, o, gate_up, down = GROUPS
+    h = _project(rms_norm(x, block.norm1, base.eps), block, qkv, a)  # (B, T, (nh + 2nkv)·hd)
+    qk, v = h.view(B, T, nh + 2 * nkv, hd).transpose(1, 2).split((nh + nkv, nkv), dim=1)
+    q, k = rotate(qk, cos, sin).split((nh, nkv), dim=1)  # q and k heads rotated in one go
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                         enable_gqa=nkv != nh)  # (B, nh, T, hd)
+    x = x + _project(out.transpose(1, 2).reshape(B, T, nh * hd), block, o, a)
+    gate, up = _project(rms_norm(x, block.norm2, base.eps), block, gate_up, a).chunk(2, dim=-1)
+    return x + _project(F.silu(gate) * up, block, down, a)
+
+
+def hidden_states(base: Base, adapter: tuple[dict, ...] | None, ids: torch.Tensor, attn: torch.Tensor,
+                  recompute: bool = False) -> torch.Tensor:
     """Final hidden states (B, T, H) of base + adapter (None: the base alone) on a padded batch.
 
     The arithmetic of transformers' Llama forward without its per-call machinery (mask building,
     cache objects, peft's dispatch), q/k/v and gate/up each as one matmul. A right-padded batch
     (every row's tokens first, as prime.models.make_batch pads) needs only the causal mask: no
-    real token sees a later padding one. Left padding gets an explicit mask.
+    real token sees a later padding one. Left padding gets an explicit mask. recompute=True (with
+    gradients): gradient checkpointing, each block run again in the backward pass instead of
+    keeping its activations (only its input is kept).
     """
-    B, T = ids.shape
-    nh, nkv, hd = base.n_heads, base.n_kv, base.head_dim
+    T = ids.shape[1]
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     cos, sin = _cos_sin(pos[..., None].float() * base.inv_freq.to(ids.device), base.rope_scale)  # (B, T, hd)
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hd)
@@ -266,16 +284,11 @@ def hidden_states(base: Base, adapter: tuple[dict, ...] | None, ids: torch.Tenso
     if not right_padded:  # causal, real keys only; a padding query sees itself (no all -inf row)
         eye = torch.eye(T, dtype=torch.bool, device=ids.device)
         mask = (torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()[None] & (attn.bool()[:, None, :] | eye))[:, None]
-    qkv, o, gate_up, down = GROUPS
     x = F.embedding(ids, base.embed)  # (B, T, H)
     for i, block in enumerate(base.blocks):
-        a = adapter[i] if adapter else None
-        h = _project(rms_norm(x, block.norm1, base.eps), block, qkv, a)  # (B, T, (nh + 2nkv)·hd)
-        qk, v = h.view(B, T, nh + 2 * nkv, hd).transpose(1, 2).split((nh + nkv, nkv), dim=1)
-        q, k = rotate(qk, cos, sin).split((nh, nkv), dim=1)  # q and k heads rotated in one go
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                             enable_gqa=nkv != nh)  # (B, nh, T, hd)
-        x = x + _project(out.transpose(1, 2).reshape(B, T, nh * hd), block, o, a)
-        gate, up = _project(rms_norm(x, block.norm2, base.eps), block, gate_up, a).chunk(2, dim=-1)
-        x = x + _project(F.silu(gate) * up, block, down, a)
+        args = (x, block, adapter[i] if adapter else None, base, cos, sin, mask)
+        if recompute and torch.is_grad_enabled():
+            x = checkpoint(_block, *args, use_reentrant=False)  # only x is kept; the block runs again in backward
+        else:
+            x = _block(*args)
     return rms_norm(x, base.norm, base.eps)

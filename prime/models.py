@@ -323,14 +323,15 @@ def require_causal_lm(model_dir: Path) -> None:
 
 
 def causal_lm_logprobs(lm, batch: Batch, device: torch.device, chunk_rows: int = 1024,
-                       logit_scale: float = 1.0, hidden_states=None) -> torch.Tensor:
+                       logit_scale: float = 1.0, hidden_states=None, recompute: bool = False) -> torch.Tensor:
     """log π(y_t | x, y_<t) of a transformers CausalLM on the response tokens of `batch`, (B, T).
 
     Position ids follow the attention mask, so left and right padding agree. The LM head runs
     only on response positions, a chunk of rows at a time (prime.logprobs). logit_scale ≠ 1
     multiplies the logits (a sharpened PRM: π ∝ π_lm^scale per token). hidden_states(ids, attn)
     -> (B, T, H) computes the final hidden states instead of the model's own decoder (the
-    plain-torch path, prime.decoder.hidden_states)."""
+    plain-torch path, prime.decoder.hidden_states). recompute: the LM head's chunks are computed
+    again in the backward pass instead of keeping their logits (gradient checkpointing)."""
     ids, attn, resp = (t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.response_mask))
     if hidden_states is None:
         position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
@@ -341,7 +342,35 @@ def causal_lm_logprobs(lm, batch: Batch, device: torch.device, chunk_rows: int =
     head = output_head(lm)
     if logit_scale != 1.0:
         plain, head = head, lambda h: plain(h) * logit_scale
-    return token_logprobs(hidden, head, ids, resp, chunk_rows)
+    return token_logprobs(hidden, head, ids, resp, chunk_rows, recompute)
+
+
+def recompute_layers(lm) -> None:
+    """Gradient checkpointing for a transformers decoder whatever its train/eval mode (its own
+    switch acts only in training mode, which would also turn dropout on): each layer keeps only
+    its inputs and runs again in the backward pass when gradients are on."""
+    from torch.utils.checkpoint import checkpoint
+
+    for layer in lm.get_decoder().layers:
+        def forward(*args, _forward=layer.forward, **kwargs):
+            if torch.is_grad_enabled():
+                return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+            return _forward(*args, **kwargs)
+
+        layer.forward = forward
+
+
+def choose_sampler(requested: str, device: torch.device, copy_bytes: int, device_bytes: int | None = None) -> str:
+    """Config `sampler`: merged or adapter as asked; auto resolves to merged on a CPU (its 4-bit
+    weights are dequantised once already, and the plain copy samples several times faster) or where
+    the full-precision copy takes at most a tenth of the GPU's memory (a 135M model: 0.5 GB), and to
+    adapter otherwise (a 7B policy's fp32 copy alone is ~30 GB)."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "merged"
+    total = device_bytes if device_bytes is not None else torch.cuda.get_device_properties(device).total_memory
+    return "merged" if copy_bytes <= total / 10 else "adapter"
 
 
 @dataclass
@@ -437,6 +466,9 @@ class Roles:
     dequantise: bool = True
     """on a CPU, 4-bit weights dequantised once (dequantise_once: the same numbers, faster, ~4
     bytes a weight more memory); False keeps only the packed 4-bit weights"""
+    recompute: bool = False
+    """gradient checkpointing (config gradient_checkpointing): with gradients, each decoder layer
+    and each chunk of LM-head logits is computed again in the backward pass instead of kept"""
 
     def __post_init__(self):
         from peft import LoraConfig, get_peft_model
@@ -465,6 +497,9 @@ class Roles:
         for p in self._lora_params:
             p.requires_grad_(True)
         self.context_length = getattr(self.models["ref"].config, "max_position_embeddings", None)
+        if self.recompute and self.plain is None:
+            for model in {id(m): m for m in self.models.values()}.values():
+                recompute_layers(self.causal_lm(model))
 
     def _plain_path(self, dense: dict):
         """The frozen base as plain tensors for prime.decoder.hidden_states, or None where the
@@ -546,14 +581,16 @@ class Roles:
         scale = self.prm_logit_scale if role == "prm" else 1.0
         if self.plain is None:
             with self.role(role) as model, torch.set_grad_enabled(grad):
-                return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows, scale)
+                return causal_lm_logprobs(self.causal_lm(model), batch, self.device, chunk_rows, scale,
+                                          recompute=self.recompute)
         # a Llama-family base in plain tensors: the same arithmetic without peft's and transformers'
         # per-call machinery (prime.decoder.hidden_states); the adapter's live parameters
         lm = self.causal_lm(self.shared)
         adapter = None if role == "ref" else decoder.adapter_of(lm, role)
         with torch.set_grad_enabled(grad):
             return causal_lm_logprobs(lm, batch, self.device, chunk_rows, scale,
-                                      lambda ids, attn: decoder.hidden_states(self.plain, adapter, ids, attn))
+                                      lambda ids, attn: decoder.hidden_states(self.plain, adapter, ids, attn, self.recompute),
+                                      self.recompute)
 
     # -- a fast sampler
     def merged_state_dict(self, role: str = "policy") -> dict[str, torch.Tensor]:
@@ -587,6 +624,11 @@ class Roles:
                 if "lora_" not in name and ".base_layer." not in name:
                     state[name] = p.detach().float()
         return state
+
+    def sampler_bytes(self) -> int:
+        """Bytes of the merged sampler's full-precision copy (fp32, every parameter of the model)."""
+        return 4 * sum(p.numel() if not hasattr(p, "quant_state") else p.quant_state.shape.numel()
+                       for n, p in self.causal_lm(self.models["ref"]).named_parameters() if "lora_" not in n)
 
     def sampler(self):
         """A plain full-precision copy of the policy for sampling, refreshed from the adapter on

@@ -31,7 +31,7 @@ from prime.evaluate import accuracy
 from prime.filtering import KEPT, SURPLUS, filter_decisions
 from prime.localise import localisation_rates, localise, token_lines
 from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
-from prime.models import LoraSettings, Roles, make_batch, resolve_model
+from prime.models import LoraSettings, Roles, choose_sampler, make_batch, resolve_model
 from prime.records import RunDir
 from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
@@ -93,7 +93,7 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
     with policy_sampler(roles, cfg, merged) as model:
         torch.manual_seed(seed)  # after the sampler exists: building it draws random init weights
         responses = generate(model, tok, [p for p in prompt_ids for _ in range(K)], cfg.max_new_tokens,
-                             temperature=cfg.temperature, top_p=cfg.top_p)
+                             temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.sample_rows)
     groups = []
     for n, i in enumerate(ids):
         resp = responses[n * K : (n + 1) * K]
@@ -105,11 +105,17 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
 
 
 def policy_sampler(roles: Roles, cfg: TrainConfig, merged=None):
-    """The model that samples for the policy (config field `sampler`); `merged` reuses a
-    sampler already refreshed from the current policy adapter."""
-    if cfg.sampler == "merged":
+    """The model that samples for the policy (config field `sampler`, auto resolved by
+    prime.models.choose_sampler); `merged` reuses a sampler already refreshed from the current
+    policy adapter."""
+    if sampler_of(roles, cfg) == "merged":
         return contextlib.nullcontext(merged if merged is not None else roles.sampler())
     return roles.role("policy")
+
+
+def sampler_of(roles: Roles, cfg: TrainConfig) -> str:
+    """merged or adapter: config `sampler` with auto resolved for this model on this device."""
+    return choose_sampler(cfg.sampler, roles.device, roles.sampler_bytes())
 
 
 def verify_groups(groups: list[Group]) -> None:
@@ -162,13 +168,24 @@ def mini_slices(B: int, n: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def micro_batches(batch, rows: slice, size: int) -> list[torch.Tensor]:
-    """The rows of `rows` in micro-batches of at most `size`, shortest rows first, so that each
-    micro-batch, cut to its own longest row (`cut`), carries little padding. Which rows share a
-    micro-batch changes nothing but float rounding: their gradients add up in the mini-batch."""
+def micro_batches(batch, rows: slice, size: int, tokens: int = 0) -> list[torch.Tensor]:
+    """The rows of `rows` in micro-batches of at most `size` rows, shortest rows first, so that
+    each micro-batch, cut to its own longest row (`cut`), carries little padding. tokens > 0: a
+    micro-batch also closes before its rows × longest row would pass `tokens` (a row longer than
+    that goes alone). Which rows share a micro-batch changes nothing but float rounding: their
+    gradients add up in the mini-batch."""
     index = torch.arange(rows.start, rows.stop)
-    index = index[batch.attention_mask[index].sum(-1).argsort(stable=True)]
-    return [part for part in index.split(size) if len(part)]
+    lengths = batch.attention_mask[index].sum(-1)
+    order = lengths.argsort(stable=True)
+    index, lengths = index[order].tolist(), lengths[order].tolist()
+    parts, start = [], 0
+    for end in range(1, len(index) + 1):  # rows start..end-1 so far; lengths ascend
+        full = end - start == size or end == len(index)
+        over = tokens and end < len(index) and (end - start + 1) * lengths[end] > tokens
+        if full or over:
+            parts.append(torch.tensor(index[start:end]))
+            start = end
+    return parts
 
 
 def cut(batch, index: torch.Tensor):
@@ -179,10 +196,10 @@ def cut(batch, index: torch.Tensor):
                        batch.response_mask[index, :width]), width
 
 
-def scored(roles, role: str, batch, rows: slice, size: int) -> torch.Tensor:
+def scored(roles, role: str, batch, rows: slice, size: int, tokens: int = 0) -> torch.Tensor:
     """No-grad log π_role on rows `rows` of the batch, (B, T), zero on other rows and padding."""
     out = torch.zeros(batch.input_ids.shape, device=roles.device)
-    for index in micro_batches(batch, rows, size):
+    for index in micro_batches(batch, rows, size, tokens):
         part, width = cut(batch, index)
         out[index, :width] = roles.logprobs(role, part)
     return out
@@ -198,7 +215,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     """
     K, B = cfg.samples_per_prompt, batch.input_ids.shape[0]
     update = cfg.algo == "prime" and cfg.prm == "online"
-    ref_logp = scored(roles, "ref", batch, slice(0, B), cfg.micro_batch)
+    ref_logp = scored(roles, "ref", batch, slice(0, B), cfg.micro_batch, cfg.micro_batch_tokens)
     if cfg.algo == "rloo":  # outcome only: no PRM forward (its log-probs would go unused)
         return None, ref_logp, {"reward_model/ref_ll_pairwise_acc": pairwise_accuracy((ref_logp * mask).sum(-1), outcome, K).item()}
     prm_logp, loss_total, grad_norms = torch.zeros_like(ref_logp), 0.0, []
@@ -206,7 +223,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
         n_mini = mini.stop - mini.start
         if update:
             prm_opt.zero_grad(set_to_none=True)
-        for index in micro_batches(batch, mini, cfg.micro_batch):
+        for index in micro_batches(batch, mini, cfg.micro_batch, cfg.micro_batch_tokens):
             part, width = cut(batch, index)
             logp = roles.logprobs("prm", part, grad=update)  # (b, width)
             if update:
@@ -227,7 +244,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     if update:
         stats |= {"reward_model/loss": loss_total, "reward_model/grad_norm": sum(grad_norms) / len(grad_norms)}
         if cfg.prm_update == "double":
-            prm_logp = scored(roles, "prm", batch, slice(0, B), cfg.micro_batch)
+            prm_logp = scored(roles, "prm", batch, slice(0, B), cfg.micro_batch, cfg.micro_batch_tokens)
     return prm_logp, ref_logp, stats
 
 
@@ -253,7 +270,8 @@ def old_logprobs(roles, batch, cfg) -> torch.Tensor:
     """§7.5: log π_old on the kept rollouts, (B, T), for the rows past the first PPO mini-batch
     (zeros on the first one's rows, which policy_stage fills from its own forward)."""
     B = batch.input_ids.shape[0]
-    return scored(roles, "policy", batch, slice(mini_slices(B, cfg.ppo_mini_batches)[0].stop, B), cfg.micro_batch)
+    return scored(roles, "policy", batch, slice(mini_slices(B, cfg.ppo_mini_batches)[0].stop, B), cfg.micro_batch,
+                  cfg.micro_batch_tokens)
 
 
 def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> tuple[dict, torch.Tensor]:
@@ -272,7 +290,7 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> t
     for m, mini in enumerate(mini_slices(batch.input_ids.shape[0], cfg.ppo_mini_batches)):
         mini_tokens = mask[mini].sum()
         policy_opt.zero_grad(set_to_none=True)
-        for index in micro_batches(batch, mini, cfg.micro_batch):
+        for index in micro_batches(batch, mini, cfg.micro_batch, cfg.micro_batch_tokens):
             part, width = cut(batch, index)
             logp = roles.logprobs("policy", part, grad=True)  # (b, width)
             if m == 0:
@@ -350,6 +368,21 @@ def stats3(name: str, values: torch.Tensor) -> dict:
 
 
 # ---------------------------------------------------------------------------- checkpoints
+
+def make_optimizer(kind: str, params: list, lr: float, weight_decay: float = 0.01):
+    """Config `optimizer` over one adapter's parameters: torch's AdamW, or bitsandbytes' 8-bit
+    AdamW (states in 8 bits: 2 bytes a parameter instead of 8), paged on CUDA only. The same
+    defaults as torch.optim.AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01)."""
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    import bitsandbytes as bnb
+
+    if kind == "paged_adamw8bit":
+        if not torch.cuda.is_available():
+            raise UserError("--optimizer paged_adamw8bit needs CUDA (paged memory); on a CPU use adamw or adamw8bit")
+        return bnb.optim.PagedAdamW8bit(params, lr=lr, weight_decay=weight_decay)
+    return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
+
 
 def save_checkpoint(run: Path, state: LoopState, roles: Roles, prm_opt, policy_opt) -> None:
     """adapters + optimizers + data-stream position, written to a temporary dir then renamed."""
@@ -445,7 +478,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     torch.manual_seed(cfg.seed)  # adapter init
     roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
                   lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device,
-                  prm_logit_scale=1.0 + cfg.prm_sharpen)
+                  prm_logit_scale=1.0 + cfg.prm_sharpen, recompute=cfg.gradient_checkpointing)
     tok = roles.tokenizer
     if cfg.prm_init:  # an offline PRM (resume overwrites it with the checkpoint's, the same when frozen)
         roles.load_adapters(Path(cfg.prm_init), roles=("prm",))
@@ -454,8 +487,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                             f"(logit scale {roles.prm_logit_scale}); drop --prm-sharpen: the checkpoint's scale is used")
     elif cfg.algo == "prime" and cfg.prm == "frozen":
         print("note: --prm frozen without --prm-init keeps the PRM equal to the reference: process rewards are 0")
-    prm_opt = torch.optim.AdamW(roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
-    policy_opt = torch.optim.AdamW(roles.adapter_parameters("policy"), lr=cfg.policy_lr)
+    prm_opt = make_optimizer(cfg.optimizer, roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
+    policy_opt = make_optimizer(cfg.optimizer, roles.adapter_parameters("policy"), lr=cfg.policy_lr)
     skipped: list[str] | None = [] if cfg.skip_bad_rows else None
     train_rows = task_rows(cfg, roles, "train", skipped=skipped)
     test_rows = task_rows(cfg, roles, "test", cfg.eval_n, skipped)
@@ -472,7 +505,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     elif layout.status_file.exists():
         raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
     if not layout.config_file.exists():  # a new run (or one killed before its config was written)
-        records.atomic_write_json(layout.config_file, {**asdict(cfg), "model": {"name": cfg.model, **roles.describe()},
+        records.atomic_write_json(layout.config_file, {**asdict(cfg), "model": {"name": cfg.model, **roles.describe(),
+                                                                                  "sampler": sampler_of(roles, cfg)},
                                                         "code_version": records.code_version()})
     n_skipped = len(skipped or [])
     records.write_status(run, "running", state.step, skipped_rows=n_skipped)
@@ -572,7 +606,7 @@ def draw_and_filter(state: LoopState, roles, train_rows, cfg, step: int, timing:
     P = cfg.prompts_per_step
     drawn: list[Group] = []
     draws = n_kept = 0
-    merged = roles.sampler() if cfg.sampler == "merged" else None  # once per step: the policy is fixed until §7.7
+    merged = roles.sampler() if sampler_of(roles, cfg) == "merged" else None  # once per step: the policy is fixed until §7.7
     while n_kept < P and draws < cfg.max_draws_per_step:
         ids, state.buffer = state.buffer[:P], state.buffer[P:]
         ids += next_prompts(state, P - len(ids), len(train_rows), cfg.seed)
