@@ -29,16 +29,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from memory_plan import compare
 
-from prime.models import resolve_model, write_manifest
+from prime.models import model_config, resolve_model, write_manifest
 from prime.plan import Setup, gib
 
 
 def random_model(config_path: Path, out: Path, device: torch.device) -> Path:
     """A model directory of the config's shape with random weights and tiny's tokenizer."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    d = {k: v for k, v in json.loads(config_path.read_text()).items() if not k.startswith("_")}
-    config = AutoConfig.for_model(d.pop("model_type"), **d)
+    config = model_config(config_path)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)

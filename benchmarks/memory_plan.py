@@ -28,10 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prime.models import LoraSettings, Roles, make_batch, resolve_model
+from prime.models import LoraSettings, Roles, make_batch, make_optimizer, resolve_model
 from prime.plan import PeakBytes, Setup, Shape, gib, largest_fit, plan
 from prime.rollout import generate
-from prime.trainer import make_optimizer, scored
+from prime.trainer import scored
 
 SETTINGS = {  # model -> the settings measured (PoC-sized, plus a longer and a checkpointed one)
     "tiny": [Setup(prompts_per_step=16, samples_per_prompt=4, prompt_tokens=32, max_new_tokens=96, micro_batch=16),

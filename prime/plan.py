@@ -62,21 +62,14 @@ class Shape:
     @classmethod
     def of(cls, config, name: str = "") -> Shape:
         """From a transformers config (or a model directory / config.json path), on the meta
-        device: the model is built without memory, only its parameter shapes are read."""
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        from prime.models import LLAMA_STYLE, LORA_TARGETS
+        device (prime.models.meta_model): the model is built without memory, only its parameter
+        shapes are read."""
+        from prime.models import LLAMA_STYLE, LORA_TARGETS, meta_model, model_config
 
         if isinstance(config, (str, Path)):
-            path = Path(config)
-            name = name or (path.stem if path.suffix == ".json" else path.name)
-            if path.suffix == ".json":
-                d = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
-                config = AutoConfig.for_model(d.pop("model_type"), **d)
-            else:
-                config = AutoConfig.from_pretrained(path)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+            name = name or (Path(config).stem if Path(config).suffix == ".json" else Path(config).name)
+            config = model_config(config)
+        model = meta_model(config)
         targets = LORA_TARGETS.get(config.model_type, LLAMA_STYLE)
         quantised, lora, seen = 0, 0, set()
         for mod_name, m in model.get_decoder().named_modules():
@@ -300,8 +293,8 @@ def table(result: dict) -> str:
     for phase, parts in result["phases"].items():
         lines.append(f"{phase} (on top)")
         lines += [f"  {k:<76} {gib(v):>10}" for k, v in parts.items() if v]
-    lines.append(f"peak: {result['peak_phase']}, {gib(result['peak'])} "
-                 "(tensors only; CUDA adds its context, ~0.5 GiB, and allocator slack)")
+    extra = "; CUDA adds its context, ~0.5 GiB, and allocator slack" if result["setup"]["device"] == "cuda" else ""
+    lines.append(f"peak: {result['peak_phase']}, {gib(result['peak'])} (tensors only{extra})")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import random
 import shutil
 import signal
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +32,7 @@ from prime.evaluate import accuracy
 from prime.filtering import KEPT, SURPLUS, filter_decisions
 from prime.localise import localisation_rates, localise, token_lines
 from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
-from prime.models import LoraSettings, Roles, choose_sampler, make_batch, resolve_model
+from prime.models import LoraSettings, Roles, choose_sampler, make_batch, make_optimizer, resolve_model
 from prime.records import RunDir
 from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
@@ -46,7 +47,7 @@ class TrainingFailed(Exception):
     """A non-finite loss or similar: the run stops with status `failed`."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Group:
     """One prompt and its K sampled responses, verified and decided."""
 
@@ -97,10 +98,10 @@ def sample_groups(roles: Roles, rows: list[dict], ids: list[int], cfg: TrainConf
     groups = []
     for n, i in enumerate(ids):
         resp = responses[n * K : (n + 1) * K]
-        groups.append(Group(i, rows[i]["prompt"], rows[i]["answer"], prompt_ids[n], resp,
-                            [tok.decode(r, skip_special_tokens=True) for r in resp], [], [],
-                            [not r or r[-1] != tok.eos_token_id for r in resp],
-                            {k: rows[i][k] for k in CODE_FIELDS if k in rows[i]} or None))
+        groups.append(Group(prompt_id=i, prompt=rows[i]["prompt"], answer=rows[i]["answer"], prompt_ids=prompt_ids[n],
+                            responses=resp, texts=[tok.decode(r, skip_special_tokens=True) for r in resp],
+                            outcome=[], detail=[], truncated=[not r or r[-1] != tok.eos_token_id for r in resp],
+                            checks={k: rows[i][k] for k in CODE_FIELDS if k in rows[i]} or None))
     return groups
 
 
@@ -160,7 +161,7 @@ def fit_context(rows: list[dict], tok, context: int | None, max_new_tokens: int,
     return out
 
 
-def mini_slices(B: int, n: int) -> list[slice]:
+def in_order_parts(B: int, n: int) -> list[slice]:
     """Rows 0..B split in order into n near-equal contiguous mini-batches (the last ones may be
     one row shorter; none is empty)."""
     n = min(n, B)
@@ -219,7 +220,7 @@ def prm_stage(roles, batch, mask, outcome, cfg, prm_opt) -> tuple[torch.Tensor, 
     if cfg.algo == "rloo":  # outcome only: no PRM forward (its log-probs would go unused)
         return None, ref_logp, {"reward_model/ref_ll_pairwise_acc": pairwise_accuracy((ref_logp * mask).sum(-1), outcome, K).item()}
     prm_logp, loss_total, grad_norms = torch.zeros_like(ref_logp), 0.0, []
-    for mini in mini_slices(B, cfg.prm_mini_batches if update else 1):
+    for mini in in_order_parts(B, cfg.prm_mini_batches if update else 1):
         n_mini = mini.stop - mini.start
         if update:
             prm_opt.zero_grad(set_to_none=True)
@@ -270,7 +271,7 @@ def old_logprobs(roles, batch, cfg) -> torch.Tensor:
     """§7.5: log π_old on the kept rollouts, (B, T), for the rows past the first PPO mini-batch
     (zeros on the first one's rows, which policy_stage fills from its own forward)."""
     B = batch.input_ids.shape[0]
-    return scored(roles, "policy", batch, slice(mini_slices(B, cfg.ppo_mini_batches)[0].stop, B), cfg.micro_batch,
+    return scored(roles, "policy", batch, slice(in_order_parts(B, cfg.ppo_mini_batches)[0].stop, B), cfg.micro_batch,
                   cfg.micro_batch_tokens)
 
 
@@ -287,7 +288,7 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> t
     old_logp = old_logp.clone()
     totals = {"actor/pg_loss": 0.0, "actor/pg_clipfrac": 0.0, "actor/ppo_kl": 0.0, "actor/entropy": 0.0}
     grad_norms = []
-    for m, mini in enumerate(mini_slices(batch.input_ids.shape[0], cfg.ppo_mini_batches)):
+    for m, mini in enumerate(in_order_parts(batch.input_ids.shape[0], cfg.ppo_mini_batches)):
         mini_tokens = mask[mini].sum()
         policy_opt.zero_grad(set_to_none=True)
         for index in micro_batches(batch, mini, cfg.micro_batch, cfg.micro_batch_tokens):
@@ -363,26 +364,12 @@ def process_check(kept: list[Group], texts: list[list[str]], raw_reward: list | 
     return out
 
 
-def stats3(name: str, values: torch.Tensor) -> dict:
+def mean_max_min(name: str, values: torch.Tensor) -> dict:
+    """{name/mean, name/max, name/min} of the values (veRL's metric names)."""
     return {f"{name}/mean": values.mean().item(), f"{name}/max": values.max().item(), f"{name}/min": values.min().item()}
 
 
 # ---------------------------------------------------------------------------- checkpoints
-
-def make_optimizer(kind: str, params: list, lr: float, weight_decay: float = 0.01):
-    """Config `optimizer` over one adapter's parameters: torch's AdamW, or bitsandbytes' 8-bit
-    AdamW (states in 8 bits: 2 bytes a parameter instead of 8), paged on CUDA only. The same
-    defaults as torch.optim.AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01)."""
-    if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    import bitsandbytes as bnb
-
-    if kind == "paged_adamw8bit":
-        if not torch.cuda.is_available():
-            raise UserError("--optimizer paged_adamw8bit needs CUDA (paged memory); on a CPU use adamw or adamw8bit")
-        return bnb.optim.PagedAdamW8bit(params, lr=lr, weight_decay=weight_decay)
-    return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
-
 
 def save_checkpoint(run: Path, state: LoopState, roles: Roles, prm_opt, policy_opt) -> None:
     """adapters + optimizers + data-stream position, written to a temporary dir then renamed."""
@@ -474,19 +461,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     run = Path(cfg.out)
     tracker_names = parse_report_to(cfg.report_to)
     check_installed(tracker_names)  # before the model loads: a missing package is a one-line error
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(cfg.seed)  # adapter init
-    roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
-                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device,
-                  prm_logit_scale=1.0 + cfg.prm_sharpen, recompute=cfg.gradient_checkpointing)
-    tok = roles.tokenizer
-    if cfg.prm_init:  # an offline PRM (resume overwrites it with the checkpoint's, the same when frozen)
-        roles.load_adapters(Path(cfg.prm_init), roles=("prm",))
-        if cfg.prm_sharpen and roles.prm_logit_scale != 1.0 + cfg.prm_sharpen:
-            raise UserError(f"--prm-sharpen {cfg.prm_sharpen} disagrees with the PRM of --prm-init {cfg.prm_init} "
-                            f"(logit scale {roles.prm_logit_scale}); drop --prm-sharpen: the checkpoint's scale is used")
-    elif cfg.algo == "prime" and cfg.prm == "frozen":
-        print("note: --prm frozen without --prm-init keeps the PRM equal to the reference: process rewards are 0")
+    roles = build_roles(cfg)
     prm_opt = make_optimizer(cfg.optimizer, roles.adapter_parameters("prm"), lr=cfg.prm_lr, weight_decay=0.0)
     policy_opt = make_optimizer(cfg.optimizer, roles.adapter_parameters("policy"), lr=cfg.policy_lr)
     skipped: list[str] | None = [] if cfg.skip_bad_rows else None
@@ -494,61 +469,32 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     test_rows = task_rows(cfg, roles, "test", cfg.eval_n, skipped)
     if skipped:
         print(f"skipped {len(skipped)} bad dataset row(s); first: {skipped[0]}")
-
-    state = LoopState()
-    layout = RunDir(run)
-    if resume:  # continue from the last checkpoint (or the start); drop anything written after it
-        records.remove_partial_writes(run)
-        if (ckpt := layout.latest_checkpoint()) is not None:
-            state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
-        layout.truncate_after(state.step)
-    elif layout.status_file.exists():
-        raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
-    if not layout.config_file.exists():  # a new run (or one killed before its config was written)
-        records.atomic_write_json(layout.config_file, {**asdict(cfg), "model": {"name": cfg.model, **roles.describe(),
-                                                                                  "sampler": sampler_of(roles, cfg)},
-                                                        "code_version": records.code_version()})
+    state = start_or_resume(cfg, roles, prm_opt, policy_opt, resume)
     n_skipped = len(skipped or [])
     records.write_status(run, "running", state.step, skipped_rows=n_skipped)
     trackers = Trackers(tracker_names, run, cfg.report_project, asdict(cfg)) if tracker_names else None
-
-    stop = {"requested": False}
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        print("\nstopping after the current step (Ctrl-C again to abort now)")
-
-    signal.signal(signal.SIGINT, on_sigint)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=state.step, desc=run.name, unit="step")
     t_run = time.time()
-    if cfg.eval_every and state.step == 0 and not records.read_metrics(run):  # the eval curve's starting point
-        t = time.time()
-        records.append_metrics(run, first := {"step": 0, **evaluate(roles, test_rows, cfg), "timing_s/eval": time.time() - t})
-        if trackers:
-            trackers.log(first, 0)
     try:
-        while state.step < cfg.steps and not stop["requested"]:
-            metrics = one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt, run)
-            metrics["time/wall_s"] = time.time() - t_run
-            records.append_metrics(run, metrics)
-            if trackers:
-                trackers.log(metrics, state.step)
-                if cfg.report_table_every and state.step % cfg.report_table_every == 0:
-                    trackers.table(records.read_rollouts(run, state.step), state.step)
-            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                save_checkpoint(run, state, roles, prm_opt, policy_opt)
-                prune_checkpoints(run, cfg)
-            records.write_status(run, "running", state.step, skipped_rows=n_skipped)
-            if bar:
-                bar.update(1)
-                bar.set_postfix(acc="-" if metrics["acc"] is None else f"{metrics['acc']:.2f}",
-                                kept=f"{metrics['filter/kept_fraction']:.2f}")
+        with stop_on_sigint() as stop, progress_bar(progress, cfg.steps, state.step, run.name) as bar:
+            if cfg.eval_every and state.step == 0 and not records.read_metrics(run):  # the eval curve's starting point
+                t = time.time()
+                first = {"step": 0, **evaluate(roles, test_rows, cfg), "timing_s/eval": time.time() - t}
+                records.append_metrics(run, first)
+                if trackers:
+                    trackers.log(first, 0)
+            while state.step < cfg.steps and not stop.requested:
+                metrics = one_step(state, roles, roles.tokenizer, train_rows, test_rows, cfg, prm_opt, policy_opt, run)
+                metrics["time/wall_s"] = time.time() - t_run
+                records.append_metrics(run, metrics)
+                if trackers:
+                    trackers.log(metrics, state.step)
+                    if cfg.report_table_every and state.step % cfg.report_table_every == 0:
+                        trackers.table(records.read_rollouts(run, state.step), state.step)
+                if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                    save_checkpoint(run, state, roles, prm_opt, policy_opt)
+                    prune_checkpoints(run, cfg)
+                records.write_status(run, "running", state.step, skipped_rows=n_skipped)
+                bar(metrics)
     except TrainingFailed as e:
         records.write_status(run, "failed", state.step, str(e))
         raise UserError(f"run {run} failed at step {state.step + 1}: {e}; the last checkpoint stays loadable") from None
@@ -556,13 +502,86 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         records.write_status(run, "stopped", state.step, "interrupted")
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if bar:
-            bar.close()
         if trackers:
             trackers.finish()
     records.write_status(run, "finished" if state.step >= cfg.steps else "stopped", state.step, skipped_rows=n_skipped)
     return run
+
+
+def build_roles(cfg: TrainConfig) -> Roles:
+    """The roles of a run: base, both adapters (seeded), the PRM from --prm-init if given."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)  # adapter init
+    roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
+                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=device,
+                  prm_logit_scale=1.0 + cfg.prm_sharpen, recompute=cfg.gradient_checkpointing)
+    if cfg.prm_init:  # an offline PRM (resume overwrites it with the checkpoint's, the same when frozen)
+        roles.load_adapters(Path(cfg.prm_init), roles=("prm",))
+        if cfg.prm_sharpen and roles.prm_logit_scale != 1.0 + cfg.prm_sharpen:
+            raise UserError(f"--prm-sharpen {cfg.prm_sharpen} disagrees with the PRM of --prm-init {cfg.prm_init} "
+                            f"(logit scale {roles.prm_logit_scale}); drop --prm-sharpen: the checkpoint's scale is used")
+    elif cfg.algo == "prime" and cfg.prm == "frozen":
+        print("note: --prm frozen without --prm-init keeps the PRM equal to the reference: process rewards are 0")
+    return roles
+
+
+def start_or_resume(cfg: TrainConfig, roles: Roles, prm_opt, policy_opt, resume: bool) -> LoopState:
+    """A new run writes its config; a resumed one loads its last checkpoint (or starts over) and
+    drops every record written after it. Returns where the loop starts."""
+    run = Path(cfg.out)
+    layout = RunDir(run)
+    state = LoopState()
+    if resume:
+        records.remove_partial_writes(run)
+        if (ckpt := layout.latest_checkpoint()) is not None:
+            state = load_checkpoint(ckpt, roles, prm_opt, policy_opt)
+        layout.truncate_after(state.step)
+    elif layout.status_file.exists():
+        raise UserError(f"{run} already holds a run; use `prime train --resume {run}` or choose another --out")
+    if not layout.config_file.exists():  # a new run (or one killed before its config was written)
+        model = {"name": cfg.model, **roles.describe(), "sampler": sampler_of(roles, cfg)}
+        records.atomic_write_json(layout.config_file, {**asdict(cfg), "model": model, "code_version": records.code_version()})
+    return state
+
+
+@contextlib.contextmanager
+def stop_on_sigint():
+    """Within the block, the first Ctrl-C asks the loop to stop after the current step
+    (`.requested`); a second one aborts at once (KeyboardInterrupt). The old handler comes back."""
+    stop = types.SimpleNamespace(requested=False)
+
+    def on_sigint(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        print("\nstopping after the current step (Ctrl-C again to abort now)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: int, initial: int, name: str):
+    """Yields update(metrics): one step done, with its accuracy and kept fraction (tqdm; a no-op when disabled)."""
+    if not enabled:
+        yield lambda metrics: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, desc=name, unit="step")
+
+    def update(metrics: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(acc="-" if metrics["acc"] is None else f"{metrics['acc']:.2f}",
+                        kept=f"{metrics['filter/kept_fraction']:.2f}")
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 @contextlib.contextmanager
@@ -683,6 +702,6 @@ def learn(kept, drawn, roles, tok, cfg, prm_opt, policy_opt, run, step: int, tim
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
     return {"acc/kept": outcome.mean().item(), **prm_stats, **localised, **actor,
-            **stats3("critic/advantages", advantages[tokens]), **stats3("critic/returns", returns[tokens]),
-            **stats3("response_length", mask.sum(-1)),
+            **mean_max_min("critic/advantages", advantages[tokens]), **mean_max_min("critic/returns", returns[tokens]),
+            **mean_max_min("response_length", mask.sum(-1)),
             "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}

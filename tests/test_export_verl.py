@@ -108,7 +108,7 @@ def test_the_export_ships_its_wheel_and_installs_it_by_path(code_export):
     with zipfile.ZipFile(wheels[0]) as z:
         names = set(z.namelist())
         metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert {"prime/verl_reward.py", "prime/verifiers/__init__.py", "prime/sandbox_child.py"} <= names
+    assert {"prime/verl_reward.py", "prime/verifiers/__init__.py", "prime/sandbox/child.py"} <= names
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
     assert "Name: prime-workbench" in metadata and "Requires-Dist: math-verify" in metadata
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prime.models import Batch, LoraSettings, Roles, choose_sampler, make_batch
+from prime.models import Batch, LoraSettings, Roles, choose_sampler, make_batch, make_optimizer
 from prime.plan import PeakBytes
 from prime.rollout import encode_prompt, generate
-from prime.trainer import make_optimizer, micro_batches
+from prime.trainer import micro_batches
 
 GiB = 1 << 30
 PROMPTS = ["What is 3 + 4?", "Compute 12 - 5 * 2.", "What is 7 * 8 - 6?", "Compute (9 + 1) * 3."]

@@ -31,9 +31,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prime import plaindata, sandbox
-from prime.harness import run_assert_tests, run_io_tests
-from prime.sandbox import CallSession, Limits, close_pool, leftover_processes, run_io
+from prime import sandbox
+from prime.sandbox import CallSession, Limits, close_pool, leftover_processes, plaindata, run_io
+from prime.sandbox.harness import run_assert_tests, run_io_tests
 from prime.verifiers import verify, verify_code
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]

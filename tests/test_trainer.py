@@ -127,10 +127,18 @@ def _comparable(run, step):
     return {c: [list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in df[c]] for c in df.columns}
 
 
-def test_stop_and_resume_gives_the_same_records(tmp_path, tiny_dir):
+LEVERS = {"sampler": "adapter", "gradient_checkpointing": True, "optimizer": "adamw8bit", "micro_batch_tokens": 150,
+          "sample_rows": 5}
+
+
+@pytest.mark.parametrize("levers", [{}, LEVERS], ids=["defaults", "memory-levers"])
+def test_stop_and_resume_gives_the_same_records(tmp_path, tiny_dir, levers):
+    """Stopped after step 2 and resumed: the records of an uninterrupted run. Also with every
+    memory lever on (the unmerged sampler in batches of 5 rows, checkpointing, 8-bit optimizer
+    states saved and restored, micro-batches by tokens)."""
     from prime.trainer import train
 
-    common = {"prompts_per_step": 2, "eval_every": 0, "max_new_tokens": 100, "policy_lr": 1e-3, "prm_lr": 1e-3}
+    common = {"prompts_per_step": 2, "eval_every": 0, "max_new_tokens": 100, "policy_lr": 1e-3, "prm_lr": 1e-3, **levers}
     whole = tmp_path / "whole"
     train(TrainConfig(out=str(whole), steps=3, **common), progress=False)
     part = tmp_path / "part"
@@ -141,6 +149,7 @@ def test_stop_and_resume_gives_the_same_records(tmp_path, tiny_dir):
     assert strip(read_metrics(part)) == strip(read_metrics(whole))
     for step in (1, 2, 3):
         assert _comparable(part, step) == _comparable(whole, step), step
+    assert json.loads((whole / "config.json").read_text())["model"]["sampler"] == ("adapter" if levers else "merged")
 
 
 def test_non_finite_loss_fails_the_run_cleanly(tmp_path, tiny_dir, monkeypatch):

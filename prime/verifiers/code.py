@@ -1,5 +1,5 @@
 """Code outcome verifier (PRIME_SPEC §3): the last fenced python block, run in the kernel
-sandbox (prime.sandbox) and judged by tests that run outside it (prime.harness); the score is
+sandbox (prime.sandbox) and judged by tests that run outside it (prime.sandbox.harness); the score is
 the fraction of tests that pass (a soft label). Score and detail come from the same outcomes."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import ast
 import re
 from dataclasses import dataclass
 
-from prime.harness import run_assert_tests, run_io_tests
 from prime.sandbox import Limits
+from prime.sandbox.harness import run_assert_tests, run_io_tests
 from prime.verifiers.math import Verdict
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)

@@ -12,9 +12,9 @@ Every run is a fresh bubblewrap (`bwrap`) container:
   deadline; `--die-with-parent` and the pid namespace mean that when we kill `bwrap` at the end
   of a run, every process the program started is gone with it (setsid or not).
 
-The tests never enter the container: prime.harness runs them in this (trusted) process and
-talks to the program over a pipe in plain data only (prime.plaindata). What runs next to the
-program is prime/sandbox_child.py. Without `bwrap`, or where it cannot create namespaces, a
+The tests never enter the container: prime.sandbox.harness runs them in this (trusted) process and
+talks to the program over a pipe in plain data only (prime.sandbox.plaindata). What runs next to the
+program is prime/sandbox/child.py. Without `bwrap`, or where it cannot create namespaces, a
 SandboxUnavailable error says what to install or enable; there is no weaker fallback.
 
 A container's start takes ~50 ms, mostly waiting (bwrap, joining the run's cgroups, the
@@ -43,8 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from prime import plaindata
 from prime.errors import UserError
+from prime.sandbox import plaindata
 
 HERE = Path(__file__).resolve().parent
 INSIDE = "/sandbox"  # where the program and the child script appear (read-only)
@@ -352,7 +352,7 @@ def _bytecode(source: Path, inside: str) -> bytes:
 def _child_files() -> dict[str, bytes]:
     """What runs beside the program in call mode, compiled once per process: a fresh interpreter
     compiling them from source would spend ~4 ms of CPU in every container."""
-    return {"child.pyc": _bytecode(HERE / "sandbox_child.py", f"{INSIDE}/child.py"),
+    return {"child.pyc": _bytecode(HERE / "child.py", f"{INSIDE}/child.py"),
             "plaindata.pyc": _bytecode(HERE / "plaindata.py", f"{INSIDE}/plaindata.py")}
 
 

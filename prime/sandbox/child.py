@@ -1,10 +1,10 @@
 """What runs inside the sandbox (prime.sandbox) next to the model's program: it waits for the
-program, loads it, then answers calls from the trusted harness (prime.harness) with plain data.
+program, loads it, then answers calls from the trusted harness (prime.sandbox.harness) with plain data.
 
 Standard library only; copied into the sandbox as /sandbox/child.py beside plaindata.py.
 Nothing here is trusted: the program shares this interpreter and may rewrite any of it. That
 is fine, because all it can change is what comes back over the pipe, and what comes back is
-checked outside as plain data (prime.plaindata), where the tests run.
+checked outside as plain data (prime.sandbox.plaindata), where the tests run.
 
 Protocol (one JSON line each way, plaindata-encoded):
     harness -> child   {"program": source}                       (first, once)

@@ -4,7 +4,7 @@ Assert-style tests (HumanEval's `check(candidate)`, our `data/code` rows) are ex
 process with `candidate` (and every function name the program defines that the task's own
 prelude does not) bound to a proxy: calling it sends the arguments to the sandboxed program
 (prime.sandbox.CallSession) and returns what the program returned, as plain data
-(prime.plaindata). So a test compares values made of built-in types with Python's own `==`;
+(prime.sandbox.plaindata). So a test compares values made of built-in types with Python's own `==`;
 the program cannot reach the test list, the runner, the results or the reference solution,
 and cannot forge a pass. stdin/stdout tests (APPS, CodeContests, TACO) run the program as a
 script in a fresh sandbox per case and compare its output here.
@@ -19,8 +19,8 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 
-from prime.plaindata import PlainDataError
 from prime.sandbox import DEFAULT_LIMITS, CallFailed, CallSession, Limits, SandboxEnded, run_io
+from prime.sandbox.plaindata import PlainDataError
 
 
 @dataclass
