@@ -23,7 +23,6 @@ import pandas as pd
 
 from prime import records, views
 from prime.errors import UserError
-from prime.localise import token_lines
 from prime.render import STYLE, token_heatmap
 from prime.views import DECISIONS
 
@@ -105,21 +104,8 @@ def chosen_rollouts(run: dict) -> list[tuple[str, object]]:
 
 def rollout_section(run_name: str, why: str, r) -> str:
     """One rollout: its header and its token heatmap (exact values on hover and in data-reward)."""
-    texts = [str(t) for t in r.tokens]
-    tokens = [{"text": t, "reward": float(v)} for t, v in zip(texts, r.process_reward)]
-    for key in ("prm_logp", "ref_logp"):
-        if len(r[key]) == len(tokens):
-            for tok, v in zip(tokens, r[key]):
-                tok[key] = float(v)
-    q = 0.0
-    for tok in tokens:
-        q += tok["reward"]
-        tok["q"] = q
+    tokens, wrong = views.token_view(r)
     outcome = None if r.outcome_reward is None or math.isnan(r.outcome_reward) else float(r.outcome_reward)
-    wrong = views.first_wrong_of(r)
-    if wrong is not None:
-        for tok, line in zip(tokens, token_lines(texts)):
-            tok["first_wrong"] = line == int(wrong)
     check = "" if wrong is None else f" · process check: line {int(wrong) + 1} is the first wrong line (underlined)"
     return (f"<section class='rollout' data-run='{html.escape(run_name)}' data-step='{int(r.step)}' "
             f"data-prompt='{int(r.prompt_id)}' data-sample='{int(r.sample_idx)}'>"

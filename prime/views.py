@@ -343,6 +343,30 @@ def first_wrong_of(r: pd.Series) -> int | None:
     return first_wrong_line(str(r.get("prompt")), str(r.get("response")))
 
 
+def token_view(r: pd.Series) -> tuple[list[dict], int | None]:
+    """One rollout record row as its token view shows it, in the app and the report alike: each
+    token's text, process reward (0 where the run has none: RLOO, imports without a scorer), q
+    (the rewards summed up to and including it: PRIME Prop. 3.1), the PRM's and the reference's
+    log-probs and the advantage where recorded, and whether it lies on the first wrong line
+    (first_wrong_of). Returns (tokens, the first wrong line or None)."""
+    from prime.localise import token_lines
+
+    texts = [str(t) for t in r.tokens]
+    n = len(texts)
+    rewards = [float(v) for v in r.process_reward] if len(r.process_reward) == n else [0.0] * n
+    tokens = [{"text": t, "reward": v, "q": q} for t, v, q in zip(texts, rewards, itertools.accumulate(rewards))]
+    for key in ("prm_logp", "ref_logp", "advantage"):
+        values = r.get(key)
+        if values is not None and len(values) == n:
+            for tok, v in zip(tokens, values):
+                tok[key] = float(v)
+    wrong = first_wrong_of(r)
+    if wrong is not None:
+        for tok, line in zip(tokens, token_lines(texts)):
+            tok["first_wrong"] = line == wrong
+    return tokens, wrong
+
+
 def accuracy_bars(fig, per_prompt: pd.DataFrame, K: int, row: int | None = None, col: int | None = None,
                   legend: bool = True, name: str = "") -> None:
     """Prompts per accuracy value into `fig`: one bar per value K samples allow (0, 1/K, ..., 1),

@@ -132,3 +132,19 @@ def test_the_app_and_the_report_mark_the_same_first_wrong_line_of_an_import(tmp_
         report = [int(i) for i in re.findall(r"class='tok first-wrong' data-index='(\d+)'", section)]
         assert app == expected, run
         assert report == expected, (run, section[:500])
+
+
+def test_the_token_view_of_a_rollout_row_by_hand():
+    """views.token_view: what the app's token view and the report's heatmap both show."""
+    row = pd.Series({"tokens": ["1 + 1 = 3", "\n", "Answer: 3"], "process_reward": [0.25, -0.5, 0.125],
+                     "prm_logp": [-1.0, -2.0, -3.0], "ref_logp": [], "advantage": [0.5, 0.5, 0.5],
+                     "first_wrong_line": 0, "outcome_reward": 0.0, "prompt": "p", "response": "r"})
+    tokens, wrong = views.token_view(row)
+    assert wrong == 0
+    assert [t["q"] for t in tokens] == [0.25, -0.25, -0.125]
+    assert [t["prm_logp"] for t in tokens] == [-1.0, -2.0, -3.0] and "ref_logp" not in tokens[0]
+    assert [t["first_wrong"] for t in tokens] == [True, True, False]  # the newline ends line 0
+    rloo = row.copy()
+    rloo["process_reward"], rloo["first_wrong_line"], rloo["outcome_reward"] = [], None, 1.0
+    tokens, wrong = views.token_view(rloo)
+    assert wrong is None and [t["reward"] for t in tokens] == [0.0, 0.0, 0.0] and "first_wrong" not in tokens[0]

@@ -22,9 +22,7 @@ import pyarrow.parquet as pq
 
 from prime import records, views
 from prime.errors import UserError
-from prime.localise import token_lines
 from prime.records import RunDir
-from prime.rewards import q_values
 from prime.score import line_steps
 
 DEMO_RUNS = Path(__file__).resolve().parents[1] / "data" / "demo"  # the runs `make demo` opens: read-only
@@ -241,22 +239,11 @@ def rollout_tokens(run: Path, step: int, prompt_id: int, sample_idx: int) -> dic
     if not len(sel):
         raise RecordError(f"{run}: step {step} has no rollout for prompt {prompt_id}, sample {sample_idx}")
     r = sel.iloc[0]
-    texts = list(r.tokens)
-    n = len(texts)
-    rewards = [float(v) for v in r.process_reward] if len(r.process_reward) == n else [0.0] * n
-    q = q_values(_tensor(rewards), _tensor([1.0] * n))[0].tolist() if n else []
-    tokens = []
-    for t in range(n):
-        tok = {"text": texts[t], "reward": rewards[t], "q": q[t]}
-        for col, key in (("prm_logp", "prm_logp"), ("ref_logp", "ref_logp"), ("advantage", "advantage")):
-            if len(r[col]) == n:
-                tok[key] = float(r[col][t])
-        tokens.append(tok)
+    tokens, wrong_line = views.token_view(r)
+    texts = [t["text"] for t in tokens]
+    rewards, q = [t["reward"] for t in tokens], [t["q"] for t in tokens]
+    n = len(tokens)
     has_rewards = len(r.process_reward) == n
-    wrong_line = views.first_wrong_of(r)
-    if wrong_line is not None:
-        for tok, line in zip(tokens, token_lines(texts)):
-            tok["first_wrong"] = line == wrong_line
     return {"prompt": r.prompt, "response": r.response, "reference_answer": r.reference_answer,
             "outcome_reward": None if pd.isna(r.outcome_reward) else float(r.outcome_reward),
             "verifier_detail": r.verifier_detail, "filter_decision": r.filter_decision, "prompt_acc": float(r.prompt_acc),
