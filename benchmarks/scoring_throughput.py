@@ -8,7 +8,7 @@ not depend on the text), with the same PRM adapter (LoRA B set to small random v
 rewards are not all 0) and the same 4-bit NF4 weights:
 - ours:  prime's Roles, one shared 4-bit base carrying the PRM adapter (the reference is the
          base with the adapter off); the LM head runs only on response positions, a chunk of
-         rows at a time, and takes log-softmax at the target only (prime.logprobs). On a CPU
+         rows at a time, and takes log-softmax at the target only (prime.math.logprobs). On a CPU
          it keeps the 4-bit weights dequantised once and computes a Llama-family model through
          its plain-torch path (prime.decoder), as training does.
 - naive: two separately loaded 4-bit models (PRM = base + LoRA, reference = base), each a
@@ -150,8 +150,8 @@ def main() -> None:
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from peft.tuners.lora import LoraLayer
 
+    from prime.math.rewards import implicit_rewards
     from prime.models import Batch, LoraSettings, Roles, load_base, resolve_model
-    from prime.rewards import implicit_rewards
 
     torch.set_grad_enabled(False)
     torch.manual_seed(0)

@@ -61,14 +61,14 @@ lib_ref, lib_prm = roles.logprobs("ref", batch), roles.logprobs("prm", batch)
 print("max |hand - prime| ref:", (hand_ref - lib_ref).abs().max().item(), " prm:", (hand_prm - lib_prm).abs().max().item())
 assert torch.allclose(hand_ref, lib_ref, atol=1e-4) and torch.allclose(hand_prm, lib_prm, atol=1e-4)"""),
     ("md", "At step 0 the PRM **is** the reference (LoRA B = 0), so every reward is exactly 0: PRIME starts as plain RLOO."),
-    ("code", """from prime.rewards import implicit_rewards, q_values
+    ("code", """from prime.math.rewards import implicit_rewards, q_values
 beta = 0.05
 r0 = implicit_rewards(lib_prm, lib_ref, mask, beta)
 print("all zero at step 0:", bool((r0 == 0).all()))"""),
     ("md", """### Nudge the PRM
 The PRM is trained with cross-entropy between its sequence score r_φ(y) = Σ_t r_φ(y_t) and
 the verifier's label (1 for `good`, 0 for `bad`), PRIME_SPEC §2."""),
-    ("code", """from prime.losses import prm_ce_loss
+    ("code", """from prime.math.losses import prm_ce_loss
 from prime.verifiers import verify_math
 labels = torch.tensor([verify_math(good, "12").score, verify_math(bad, "12").score])
 print("labels:", labels.tolist())
@@ -117,7 +117,7 @@ rows = load_task("arith", "train")
 groups = sample_groups(roles, rows, list(range(cfg.prompts_per_step * 2)), cfg, seed=0)
 verify_groups(groups)"""),
     ("md", "### Filtering (PRIME_SPEC §4)\nToy first: with K = 4 and the band [0.2, 0.8] inclusive, accuracies 0.25, 0.5 and 0.75 are kept."),
-    ("code", """from prime.filtering import filter_decisions
+    ("code", """from prime.math.filtering import filter_decisions
 print(filter_decisions(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])))"""),
     ("code", """decide(groups, cfg)
 table = pd.DataFrame([{"prompt_id": g.prompt_id, "acc": g.acc, "decision": g.decision,
@@ -126,7 +126,7 @@ table"""),
     ("md", """### Outcome advantages (Eq. 5, first term)
 Toy: one prompt, K = 4, rewards [1, 0, 0, 1]. Leave-one-out baseline for sample 0 is (0+0+1)/3 = 1/3,
 so its advantage is 2/3; sample 1 gets 0 − 2/3."""),
-    ("code", """from prime.advantages import outcome_advantages, process_advantages, whiten
+    ("code", """from prime.math.advantages import outcome_advantages, process_advantages, whiten
 toy_mask = torch.ones(4, 3)
 print(outcome_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), toy_mask, K=4)[:, 0])"""),
     ("md", """### Process advantages (Eq. 5, second term)
@@ -136,7 +136,7 @@ so its returns are [0.3, 0.2, 0.2]."""),
     ("code", """toy_r = torch.tensor([[0.1, 0.0, 0.2], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
 print(process_advantages(toy_r, toy_mask, K=4))"""),
     ("md", "Now on the kept groups: the PRM (an untrained one here, so process rewards are 0) and the policy's log-probs."),
-    ("code", """from prime.rewards import implicit_rewards, batch_norm_rewards
+    ("code", """from prime.math.rewards import implicit_rewards, batch_norm_rewards
 kept = [g for g in groups if g.decision == "kept"]
 if not kept:  # a tiny sample can keep nothing; then show the mechanics on all groups
     kept = groups
@@ -155,7 +155,7 @@ print("whitened advantages: mean", round(((A * mask).sum() / mask.sum()).item(),
     ("md", """### PPO clipped loss (Eq. 6)
 Toy: advantage +1, ratio e^{0.5} ≈ 1.65 is clipped at 1.2, so the loss is −1.2; with advantage −1
 the unclipped −(−1)·1.65 = 1.65 is the larger and is kept."""),
-    ("code", """from prime.losses import ppo_loss
+    ("code", """from prime.math.losses import ppo_loss
 one = torch.ones(1, 1)
 print(ppo_loss(torch.tensor([[0.5]]), torch.zeros(1, 1), one, one)[0].item(),
       ppo_loss(torch.tensor([[0.5]]), torch.zeros(1, 1), -one, one)[0].item())
@@ -246,7 +246,7 @@ for name, s in scored.items():
     ("md", "Before any PRM training the rewards are 0; the log-probs already differ token by token. A few CE steps on the pair:"),
     ("code", """from prime.models import make_batch
 from prime.rollout import encode_prompt
-from prime.losses import prm_ce_loss
+from prime.math.losses import prm_ce_loss
 tok = roles.tokenizer
 p = encode_prompt(tok, row["prompt"])
 batch = make_batch([p, p], [tok.encode(right) + [tok.eos_token_id], tok.encode(wrong) + [tok.eos_token_id]], tok.pad_token_id)

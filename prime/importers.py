@@ -23,7 +23,7 @@ import torch
 
 from prime import records
 from prime.errors import UserError
-from prime.filtering import filter_decisions
+from prime.math.filtering import filter_decisions
 
 KNOWN_TRL_COLUMNS = {"step", "prompt", "completion", "advantage"}
 
@@ -90,7 +90,7 @@ def read_trl_completions(root: Path) -> list[dict]:
 def import_rollouts(rows: list[dict], out: Path, source: Path, fmt: str, scorer=None, scorer_names: dict | None = None,
                     beta: float = 0.05, low: float = 0.2, high: float = 0.8, progress: bool = True) -> Path:
     """Write `rows` as a run directory (config, status, metrics, rollouts per step)."""
-    from prime.losses import pairwise_accuracy
+    from prime.math.losses import pairwise_accuracy
     from prime.score import score
 
     if records.RunDir(out).status_file.exists():

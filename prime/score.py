@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prime.errors import UserError
+from prime.math.rewards import implicit_rewards, q_values
 from prime.models import make_batch
-from prime.rewards import implicit_rewards, q_values
 from prime.rollout import encode_prompt
 from prime.verifiers import verify_math
 

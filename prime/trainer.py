@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 
 from prime import records
-from prime.advantages import (
+from prime.config import TrainConfig
+from prime.errors import UserError
+from prime.evaluate import accuracy
+from prime.math.advantages import (
     clipped_line_rewards,
     line_ends,
     outcome_advantages,
@@ -26,15 +29,12 @@ from prime.advantages import (
     process_advantages_min,
     whiten,
 )
-from prime.config import TrainConfig
-from prime.errors import UserError
-from prime.evaluate import accuracy
-from prime.filtering import KEPT, SURPLUS, filter_decisions
-from prime.localise import localisation_rates, localise, token_lines
-from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
+from prime.math.filtering import KEPT, SURPLUS, filter_decisions
+from prime.math.localise import localisation_rates, localise, token_lines
+from prime.math.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
+from prime.math.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.models import LoraSettings, Roles, choose_sampler, make_batch, make_optimizer, resolve_model
 from prime.records import RunDir
-from prime.rewards import batch_norm_rewards, implicit_rewards, zero_last_token
 from prime.rollout import encode_prompt, generate
 from prime.score import token_texts
 from prime.tasks import load_task
@@ -339,7 +339,7 @@ def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward
 
 
 def process_check(kept: list[Group], texts: list[list[str]], raw_reward: list | None, ref_logp: list) -> dict:
-    """Where the blame falls (prime.localise) on the kept wrong responses whose first wrong line is
+    """Where the blame falls (prime.math.localise) on the kept wrong responses whose first wrong line is
     known (arith): the PRM's raw token rewards r_φ, and, as a baseline with no training, the
     reference's own token log-probs (its least likely token). Rates beside their chance rates."""
     K = len(kept[0].responses) if kept else 0

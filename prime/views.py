@@ -305,7 +305,7 @@ def blame_examples(rows: pd.DataFrame) -> dict[str, dict]:
     ("hit", the one blamed hardest) and one where it is not ("miss", its most negative line
     furthest from the first wrong one): {kind: {prompt_id, sample_idx, first_wrong_line,
     blamed_line}}. Only responses with process rewards and a checkable first wrong line count."""
-    from prime.localise import token_lines
+    from prime.math.localise import token_lines
 
     found: dict[str, tuple] = {}
     for r in rows.itertuples():
@@ -349,7 +349,7 @@ def token_view(r: pd.Series) -> tuple[list[dict], int | None]:
     (the rewards summed up to and including it: PRIME Prop. 3.1), the PRM's and the reference's
     log-probs and the advantage where recorded, and whether it lies on the first wrong line
     (first_wrong_of). Returns (tokens, the first wrong line or None)."""
-    from prime.localise import token_lines
+    from prime.math.localise import token_lines
 
     texts = [str(t) for t in r.tokens]
     n = len(texts)

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 from prime import records
-from prime.filtering import filter_decisions
+from prime.math.filtering import filter_decisions
 
 
 def make_run(root: Path, name: str, steps: int = 5, prompts: int = 16, K: int = 4, tokens: int = 40,

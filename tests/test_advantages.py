@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from prime.advantages import discounted_returns, outcome_advantages, process_advantages, rloo_baseline, whiten
-from prime.filtering import filter_decisions
-from prime.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
-from prime.rewards import batch_norm_rewards
+from prime.math.advantages import discounted_returns, outcome_advantages, process_advantages, rloo_baseline, whiten
+from prime.math.filtering import filter_decisions
+from prime.math.losses import pairwise_accuracy, pairwise_accuracy_pooled, ppo_loss, prm_ce_loss
+from prime.math.rewards import batch_norm_rewards
 
 
 def random_batch(P=3, K=4, T=7, seed=0):

@@ -255,7 +255,7 @@ def test_the_first_wrong_line_is_marked(page, demo):
         wrong = df[df.first_wrong_line.notna()].iloc[0]
     page.goto(f"{demo}?tab=tokens&run={run}&step=20&prompt={int(wrong.prompt_id)}&sample={int(wrong.sample_idx)}")
     _wait_token_view(page, 20, int(wrong.sample_idx), wrong)
-    from prime.localise import token_lines
+    from prime.math.localise import token_lines
 
     expected = [i for i, line in enumerate(token_lines(list(wrong.tokens))) if line == int(wrong.first_wrong_line)]
     assert expected

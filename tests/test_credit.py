@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prime.advantages import (
+from prime.math.advantages import (
     clipped_line_rewards,
     line_ends,
     line_rewards,
@@ -15,7 +15,7 @@ from prime.advantages import (
     process_advantages_min,
     rloo_baseline,
 )
-from prime.localise import token_lines
+from prime.math.localise import token_lines
 
 # two responses of one prompt (K = 2), right-padded to T = 5
 #   row 0: tokens "a", "b\n", "c", "d\n", "e" -> lines 0, 0, 1, 1, 2; rewards 1, -3, 2, 0, -1
@@ -92,8 +92,8 @@ def test_min_credit_fast_against_slow(seed):
 @pytest.mark.parametrize("credit", ["sum", "min", "clip"])
 def test_advantage_stage_weighs_the_process_term(credit):
     """process_weight 0 is RLOO exactly; weight w scales the process term of every form."""
-    from prime.advantages import outcome_advantages
     from prime.config import TrainConfig
+    from prime.math.advantages import outcome_advantages
     from prime.trainer import advantage_stage
 
     outcome = torch.tensor([1.0, 0.0])

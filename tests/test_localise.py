@@ -1,8 +1,8 @@
-"""The arith process check and where token scores put the blame (prime.tasks.arith, prime.localise)."""
+"""The arith process check and where token scores put the blame (prime.tasks.arith, prime.math.localise)."""
 
 import pytest
 
-from prime.localise import localisation_rates, localise, token_lines
+from prime.math.localise import localisation_rates, localise, token_lines
 from prime.tasks import load_task
 from prime.tasks.arith import first_wrong_line, worked_lines
 

@@ -1,9 +1,9 @@
-"""prime.logprobs: fast (chunked, response rows only) against slow (full log-softmax)."""
+"""prime.math.logprobs: fast (chunked, response rows only) against slow (full log-softmax)."""
 
 import pytest
 import torch
 
-from prime.logprobs import selective_log_softmax, token_logprobs
+from prime.math.logprobs import selective_log_softmax, token_logprobs
 
 
 def slow_token_logprobs(hidden, head, input_ids, response_mask):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from prime.math.rewards import implicit_rewards
 from prime.models import LoraSettings, Roles, load_base, make_batch
-from prime.rewards import implicit_rewards
 from prime.rollout import encode_prompt
 
 SOLUTION = "5 * 3 = 15\n15 * 3 = 45\nThe answer is \\boxed{45}."

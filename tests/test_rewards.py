@@ -1,8 +1,8 @@
-"""prime.rewards: implicit process rewards (PRIME Eq. 3) and Q-values (Prop. 3.1)."""
+"""prime.math.rewards: implicit process rewards (PRIME Eq. 3) and Q-values (Prop. 3.1)."""
 
 import torch
 
-from prime.rewards import implicit_rewards, q_values, zero_last_token
+from prime.math.rewards import implicit_rewards, q_values, zero_last_token
 
 
 def test_implicit_rewards_hand_case():

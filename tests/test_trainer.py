@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from prime.advantages import outcome_advantages, process_advantages, whiten
 from prime.config import TrainConfig
-from prime.filtering import filter_decisions
+from prime.math.advantages import outcome_advantages, process_advantages, whiten
+from prime.math.filtering import filter_decisions
+from prime.math.rewards import batch_norm_rewards, implicit_rewards
 from prime.records import ROLLOUT_SCHEMA, read_metrics
-from prime.rewards import batch_norm_rewards, implicit_rewards
 
 METRICS = ["acc", "reward_model/loss", "reward_model/dpo_acc_before", "reward_model/grad_norm", "actor/pg_loss",
            "actor/pg_clipfrac", "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "critic/advantages/mean",
@@ -101,8 +101,8 @@ def test_records_recompute(smoke_run):
         A = whiten(outcome_advantages(outcome, mask, K) + process_advantages(pad("process_reward"), mask, K), mask)
         torch.testing.assert_close(A, pad("advantage"), atol=1e-5, rtol=0)
         # the process check and the metrics made of it
-        from prime.localise import localisation_rates, localise
-        from prime.losses import pairwise_accuracy
+        from prime.math.localise import localisation_rates, localise
+        from prime.math.losses import pairwise_accuracy
         from prime.tasks.arith import first_wrong_line
 
         for r in df.itertuples():
@@ -256,7 +256,7 @@ def test_surplus_prompts_return_without_their_responses(tmp_path, tiny_dir, monk
     """PRIME_SPEC §4: a prompt kept after the step already has P goes back to the buffer as a
     prompt only; the next step samples it again with the then-current policy."""
     from prime import trainer
-    from prime.filtering import KEPT, TOO_HARD
+    from prime.math.filtering import KEPT, TOO_HARD
     from prime.records import read_rollouts
 
     script = iter([[KEPT, TOO_HARD], [KEPT, KEPT], [KEPT, KEPT]])  # draw 2 leaves one kept prompt over

@@ -115,7 +115,7 @@ def test_the_app_and_the_report_mark_the_same_first_wrong_line_of_an_import(tmp_
     import re
 
     from prime import records
-    from prime.localise import token_lines
+    from prime.math.localise import token_lines
     from prime.report import rollout_section
     from workbench import data
 

@@ -161,7 +161,7 @@ class Roles:
         """log π_role(y_t | x, y_<t) on response tokens, (B, T), 0 elsewhere.
 
         Position ids follow the attention mask, so left and right padding agree. The LM head
-        runs only on response positions, a chunk of rows at a time (prime.logprobs).
+        runs only on response positions, a chunk of rows at a time (prime.math.logprobs).
         """
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from prime.logprobs import token_logprobs
+from prime.math.logprobs import token_logprobs
 from prime.models.batch import Batch
 from prime.models.loading import output_head
 
@@ -15,7 +15,7 @@ def causal_lm_logprobs(lm, batch: Batch, device: torch.device, chunk_rows: int =
     """log π(y_t | x, y_<t) of a transformers CausalLM on the response tokens of `batch`, (B, T).
 
     Position ids follow the attention mask, so left and right padding agree. The LM head runs
-    only on response positions, a chunk of rows at a time (prime.logprobs). logit_scale ≠ 1
+    only on response positions, a chunk of rows at a time (prime.math.logprobs). logit_scale ≠ 1
     multiplies the logits (a sharpened PRM: π ∝ π_lm^scale per token). hidden_states(ids, attn)
     -> (B, T, H) computes the final hidden states instead of the model's own decoder (the
     plain-torch path, prime.decoder.hidden_states). recompute: the LM head's chunks are computed

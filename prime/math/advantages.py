@@ -119,7 +119,7 @@ def clipped_line_rewards(rewards: torch.Tensor, line_end: torch.Tensor, mask: to
 
 def line_ends(token_lines_per_row: list[list[int]], mask: torch.Tensor) -> torch.Tensor:
     """(B, T) 1 on the last token of every line of each response, from each response's line
-    index per token (prime.localise.token_lines), laid out where mask is 1 (row by row)."""
+    index per token (prime.math.localise.token_lines), laid out where mask is 1 (row by row)."""
     flat = []
     for lines in token_lines_per_row:
         flat += [float(a != b) for a, b in itertools.pairwise(lines)] + ([1.0] if lines else [])
