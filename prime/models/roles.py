@@ -51,11 +51,11 @@ class Roles:
     dequantise: bool = True
     """on a CPU, 4-bit weights dequantised once (dequantise_once: the same numbers, faster, ~4
     bytes a weight more memory); False keeps only the packed 4-bit weights"""
-    merged: MergedSampler = field(default_factory=lambda: MergedSampler(), init=False, repr=False)
-    """the merged full-precision copy of the policy, built on first use (sampler())"""
     recompute: bool = False
     """gradient checkpointing (config gradient_checkpointing): with gradients, each decoder layer
     and each chunk of LM-head logits is computed again in the backward pass instead of kept"""
+    merged: MergedSampler = field(default_factory=MergedSampler, init=False, repr=False)
+    """the merged full-precision copy of the policy, built on first use (sampler())"""
 
     def __post_init__(self):
         from peft import LoraConfig, get_peft_model
