@@ -300,11 +300,21 @@ def table(result: dict) -> str:
 
 def budget_bytes(text: str) -> float:
     """'24GiB', '24GB', '24' (GiB) -> bytes."""
+    from prime.errors import UserError
+
     t = text.strip().lower().replace(" ", "")
-    for unit, scale in (("gib", 2**30), ("gb", 1e9), ("mib", 2**20), ("mb", 1e6)):
+    number, scale = t, 2**30
+    for unit, size in (("gib", 2**30), ("gb", 1e9), ("mib", 2**20), ("mb", 1e6)):
         if t.endswith(unit):
-            return float(t[: -len(unit)]) * scale
-    return float(t) * 2**30
+            number, scale = t[: -len(unit)], size
+            break
+    try:
+        value = float(number)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"--budget {text!r}: expected a positive size such as 24GiB, 80GB or 512MiB")
+    return value * scale
 
 
 def as_json(result: dict) -> str:

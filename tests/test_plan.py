@@ -106,3 +106,24 @@ def test_prime_plan_prints_the_table_and_json(tiny_dir):
                              check=False, capture_output=True, text=True, cwd=ROOT)
     result = json.loads(as_json.stdout)
     assert result["fits"] and result["peak"] == result["persistent_total"] + max(result["phase_totals"].values())
+
+
+def test_budgets_parse_and_a_bad_one_is_a_clear_error():
+    from prime.errors import UserError
+    from prime.plan import budget_bytes
+
+    assert budget_bytes("24GiB") == 24 * 2**30 and budget_bytes("80 GB") == 80e9 and budget_bytes("16") == 16 * 2**30
+    for bad in ("lots", "-3GiB", "0", "nanGB"):
+        with pytest.raises(UserError, match="--budget"):
+            budget_bytes(bad)
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"hidden_size": 3}', '{"model_type": "no-such-family"}'])
+def test_a_bad_model_config_is_a_clear_error(tmp_path, content):
+    from prime.errors import UserError
+
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match="not a model config"):
+        Shape.of(path)

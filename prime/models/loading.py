@@ -205,10 +205,14 @@ def model_config(source):
     from transformers import AutoConfig
 
     path = Path(source)
-    if path.suffix == ".json":
-        d = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
-        return AutoConfig.for_model(d.pop("model_type"), **d)
-    return AutoConfig.from_pretrained(path)
+    try:
+        if path.suffix == ".json":
+            d = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+            return AutoConfig.for_model(d.pop("model_type"), **d)
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # missing file, bad JSON, no or unknown model_type
+        raise UserError(f"{path}: not a model config ({type(e).__name__}: {_first_line(e)}); expected a model "
+                        "directory or a config.json with model_type, hidden_size, num_hidden_layers, ...") from None
 
 
 def meta_model(config):
