@@ -84,6 +84,7 @@ def test_records_recompute(smoke_run):
     """Process rewards, advantages and filter decisions recompute from the rollouts file (1e-5)."""
     run, cfg, _ = smoke_run
     K = cfg.samples_per_prompt
+    localised = []
     for step in (1, 2):
         df = pd.read_parquet(run / "rollouts" / f"step_{step:06d}.parquet")
         decisions = filter_decisions(torch.tensor(df.groupby("prompt_id", sort=False).prompt_acc.first().values))
@@ -115,9 +116,13 @@ def test_records_recompute(smoke_run):
         rates = localisation_rates([localise([cfg.beta * (a - b) for a, b in zip(r.prm_logp, r.ref_logp)], list(r.tokens),
                                              int(r.first_wrong_line)) for r in checked.itertuples()])
         if rates["n"]:
+            localised.append(step)
             assert m["localise/n"] == rates["n"]
             assert m["localise/prm_line_hit"] == pytest.approx(rates["line_hit"], abs=1e-9)
             assert m["localise/token_chance"] == pytest.approx(rates["token_chance"], abs=1e-9)
+        else:  # nothing to localise this step: the metrics say nothing rather than 0
+            assert "localise/n" not in m
+    assert localised, "no step of the smoke run had a kept wrong response to localise: the check above never ran"
 
 
 def _comparable(run, step):
