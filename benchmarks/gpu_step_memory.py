@@ -14,6 +14,7 @@ the settings given; on CUDA each phase's torch.cuda.max_memory_allocated beside 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
@@ -43,6 +44,9 @@ def random_model(config_path: Path, out: Path, device: torch.device) -> Path:
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.save_pretrained(out, max_shard_size="4GB")
     del model
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the bf16 copy is gone before the roles load the 4-bit one
     tiny = resolve_model("tiny")
     for f in tiny.iterdir():
         if f.name.startswith(("tokenizer", "special_tokens")):
