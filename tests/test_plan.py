@@ -127,3 +127,18 @@ def test_a_bad_model_config_is_a_clear_error(tmp_path, content):
         path.write_text(content)
     with pytest.raises(UserError, match="not a model config"):
         Shape.of(path)
+
+
+def test_the_gpu_script_runs_here_on_a_small_shape(tmp_path, tiny_dir):
+    """benchmarks/gpu_step_memory.py (gpu_checks.sh's 7B step) end to end on this CPU, on a 2-layer
+    model of Qwen2's family: a random model written, loaded in 4 bits, every phase measured."""
+    out = tmp_path / "result.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step_memory.py"), "--config",
+                          str(ROOT / "tests" / "data" / "qwen2_micro.json"), "--device", "cpu", "--prompt-tokens", "16",
+                          "--max-new-tokens", "32", "--sampler", "adapter", "--workdir", str(tmp_path / "work"),
+                          "--out", str(out)], check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"persistent", "sample", "score", "update", "peak"}
+    assert all(row["measured"] > 0 and row["predicted"] > 0 for row in result["rows"].values())
+    assert result["predicted"]["shape"]["kv_heads"] == 2 and result["setup"]["sampler"] == "adapter"
