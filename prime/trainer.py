@@ -450,9 +450,9 @@ def evaluate(roles: Roles, rows: list[dict], cfg: TrainConfig) -> dict:
     """Accuracy of the policy on held-out rows: greedy (eval/acc) and one sample each at the
     training temperature (eval/acc_sampled, pass@1), with a fixed seed so evaluations compare."""
     with policy_sampler(roles, cfg) as model:
-        greedy = accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=True)["acc"]
+        greedy = accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=True, batch_size=cfg.sample_rows)["acc"]
         sampled = accuracy(model, roles.tokenizer, rows, cfg.max_new_tokens, greedy=False, seed=cfg.seed,
-                           temperature=cfg.temperature)["acc"]
+                           temperature=cfg.temperature, batch_size=cfg.sample_rows)["acc"]
     return {"eval/acc": greedy, "eval/acc_sampled": sampled}
 
 
