@@ -1,6 +1,7 @@
 """Sample efficiency on arith/tiny: PRIME against outcome-only RLOO, arms × seeds, resumable.
 
-    python benchmarks/sample_efficiency.py [--setting poc|fair] [--arms ...] [--seeds 0 1 2 3 4] [--jobs 2]
+    python benchmarks/sample_efficiency.py [--setting poc|fair|pilot] [--arms ...] [--seeds 0 1 2 3 4] [--jobs 2]
+    (pilot: issue 21's lever pilot, the fair batch for 150 steps with one lever changed per arm: --seeds 0)
     python benchmarks/sample_efficiency.py --setting fair --analyze-only   # read whatever has finished
 
 Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted ones resumed from
@@ -62,6 +63,20 @@ SETTINGS = {
                  "poc": ["--algo", "prime", *SHARPENED],
                  "frozen": ["--algo", "prime", *SHARPENED, "--prm", "frozen"]},
         "title": "arith / tiny, fair batch (P = 64 × K = 4): PRIME vs RLOO",
+    },
+    "pilot": {  # issue 21's lever pilot: the fair batch, half as long, one seed; each arm changes one lever
+        "flags": ["--task", "arith", "--model", "tiny", "--prompts-per-step", "64", "--samples-per-prompt", "4",
+                  "--filter-low", "0.2", "--filter-high", "0.8", *LORA_LR, "--eval-n", "300",
+                  "--checkpoint-every", "25"],
+        "steps": 150, "eval_every": 50, "result": "lever_pilot",
+        "arms": {"rloo": ["--algo", "rloo"],
+                 "paper-min": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm", "--process-credit", "min"],
+                 "paper-clip": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm", "--process-credit", "clip"],
+                 "paper-w2": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm", "--process-weight", "2"],
+                 "paper-prm4x": ["--algo", "prime", "--prm-lr", "2e-3", "--reward-norm", "batch_norm"],
+                 "poc-min": ["--algo", "prime", *SHARPENED, "--process-credit", "min"],
+                 "poc-clip": ["--algo", "prime", *SHARPENED, "--process-credit", "clip"]},
+        "title": "arith / tiny, lever pilot (P = 64 × K = 4, 150 steps, seed 0)",
     },
 }
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#7f7f7f", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
