@@ -357,7 +357,7 @@ def _child_files() -> dict[str, bytes]:
 
 
 def _start_call(limits: Limits) -> subprocess.Popen:
-    """A call-mode container: sandbox_child.py, waiting for its program on the pipe."""
+    """A call-mode container: child.py, waiting for its program on the pipe."""
     return _start(_child_files(), [f"{INSIDE}/child.pyc"], limits)
 
 
