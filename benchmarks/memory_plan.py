@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prime.models import LoraSettings, Roles, make_batch, make_optimizer, resolve_model
+from prime.models import LoraSettings, Roles, make_batch, make_optimizer, resolve_model, storage_bytes
 from prime.plan import PeakBytes, Setup, Shape, gib, largest_fit, plan
 from prime.rollout import generate
 from prime.trainer import scored
@@ -70,15 +70,6 @@ class NoEos:
 
     def __getattr__(self, name):
         return -1 if name == "eos_token_id" else getattr(self.tok, name)
-
-
-def storage_bytes(tensors) -> int:
-    seen, total = set(), 0
-    for t in tensors:
-        if t is not None and t.untyped_storage().data_ptr() not in seen:
-            seen.add(t.untyped_storage().data_ptr())
-            total += t.untyped_storage().nbytes()
-    return total
 
 
 def measure(name: str, setup: Setup, device: torch.device) -> dict:

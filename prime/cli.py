@@ -235,13 +235,15 @@ def _plan(args) -> None:
     source = Path(args.model) if Path(args.model).suffix == ".json" or Path(args.model).is_dir() else resolve_model(args.model)
     shape = Shape.of(source, name=Path(args.model).stem if str(args.model).endswith(".json") else args.model)
     setup = Setup(**{f.name: getattr(args, f.name) for f in fields(Setup) if getattr(args, f.name, None) is not None})
+    budget = budget_bytes(args.budget)
     if setup.device == "cuda" and args.sampler is None:
+        import torch
+
         from prime.models import choose_sampler
 
         copy = 4 * (shape.quantised + shape.other)
-        setup = replace(setup, sampler=choose_sampler("auto", torch_device("cuda"), copy, int(budget_bytes(args.budget))))
+        setup = replace(setup, sampler=choose_sampler("auto", torch.device("cuda"), copy, int(budget)))
     result = plan(shape, setup)
-    budget = budget_bytes(args.budget)
     result["budget"] = budget
     result["fits"] = result["peak"] <= budget
     result["largest_fit"] = largest_fit(shape, setup, budget)
@@ -253,12 +255,6 @@ def _plan(args) -> None:
     print(f"budget {gib(budget)}: {'fits' if result['fits'] else 'does NOT fit'}; at most {fit['sample_rows']} rows "
           f"sampled at once (--sample-rows), {fit['micro_batch_rows']} rows of {setup.length} tokens per micro-batch "
           f"(--micro-batch-tokens {fit['micro_batch_tokens']})")
-
-
-def torch_device(name: str):
-    import torch
-
-    return torch.device(name)
 
 
 def _report(args) -> None:

@@ -42,7 +42,7 @@ from prime.models.loading import (
     output_head,
     require_causal_lm,
 )
-from prime.models.roles import ROLES, Roles
+from prime.models.roles import ROLES, Roles, storage_bytes
 from prime.models.sampler import MergedSampler, choose_sampler, merged_state_dict
 from prime.models.scoring import causal_lm_logprobs, recompute_layers
 
@@ -84,5 +84,6 @@ __all__ = [
     "resolve_model",
     "save_adapters",
     "smollm2_gguf_path",
+    "storage_bytes",
     "write_manifest",
 ]

@@ -37,6 +37,16 @@ from prime.models.scoring import causal_lm_logprobs, recompute_layers
 ROLES = ("policy", "prm", "ref")
 
 
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind `tensors` (views and tied weights counted once; None skipped)."""
+    seen, total = set(), 0
+    for t in tensors:
+        if t is not None and t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            total += t.untyped_storage().nbytes()
+    return total
+
+
 @dataclass
 class Roles:
     """The three roles of PRIME over one base (layout "shared") or three copies ("separate")."""
@@ -199,13 +209,8 @@ class Roles:
     def memory_bytes(self) -> int:
         """Bytes held by parameters and buffers of all distinct models and by the weights
         dequantised once (the roles' footprint)."""
-        seen, total = set(), 0
-        for t in [t for m in self.models.values() for t in [*m.parameters(), *m.buffers()]] + [*self.dequantised.values()]:
-            storage = t.untyped_storage()
-            if storage.data_ptr() not in seen:
-                seen.add(storage.data_ptr())
-                total += storage.nbytes()
-        return total
+        return storage_bytes([t for m in self.models.values() for t in [*m.parameters(), *m.buffers()]]
+                             + [*self.dequantised.values()])
 
     def describe(self) -> dict:
         return {"model_dir": str(self.model_dir), "quant": self.quant, "layout": self.layout,
