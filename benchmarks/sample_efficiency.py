@@ -25,12 +25,15 @@ last --window steps; for each arm and seed the first step whose trailing mean re
 the ratio to RLOO's paired by seed (bootstrap CI over seeds); the final eval accuracy (greedy and
 pass@1 at T = 1) as mean, standard deviation and range over seeds; the PoC checks per seed.
 Results: benchmarks/results/<json> and <png> of the setting (plotly, rendered by headless
-chromium). Raw runs stay in --runs-dir.
+chromium). Raw runs stay in --runs-dir; each finished run's metrics.jsonl (gzipped) and config.json
+are also kept in benchmarks/results/runs/<json>/<arm>-s<seed>/, committed with the results, so a
+later checkout without --runs-dir skips those runs and analyses them with the new ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -42,8 +45,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+ARCHIVE = RESULTS / "runs"  # finished runs' metrics and configs, kept with the results
 LORA_LR = ["--policy-lr", "5e-4"]  # the PoC's policy rate for LoRA (the paper's 5e-7 is for full fine-tuning)
 SHARPENED = ["--prm-lr", "1e-4", "--reward-norm", "none", "--prm-sharpen", "1.0"]  # README, "A PoC that shows PRIME"
+WARM = "{warm}"  # stands for the seed's warm-started PRM (the setting's `warm_start`), filled in at launch
+PRETRAIN = "prm-pretrain"  # the name of that warm start's run
 SETTINGS = {
     "poc": {
         "flags": ["--task", "arith", "--model", "tiny", "--prompts-per-step", "16", "--samples-per-prompt", "4",
@@ -74,8 +80,16 @@ SETTINGS = {
                  "paper-clip": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm", "--process-credit", "clip"],
                  "paper-w2": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm", "--process-weight", "2"],
                  "paper-prm4x": ["--algo", "prime", "--prm-lr", "2e-3", "--reward-norm", "batch_norm"],
+                 "paper-warm": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm",
+                                "--prm-init", WARM],
                  "poc-min": ["--algo", "prime", *SHARPENED, "--process-credit", "min"],
                  "poc-clip": ["--algo", "prime", *SHARPENED, "--process-credit", "clip"]},
+        # the warm start of an arm with --prm-init WARM: `prime prm pretrain`, the paper's PRM trained for
+        # 50 steps on the start model's own samples (policy held fixed), the seed's run `prm-pretrain-s<seed>`
+        "warm_start": {"steps": 50, "flags": ["--task", "arith", "--model", "tiny", "--prompts-per-step", "64",
+                                              "--samples-per-prompt", "4", "--filter-low", "0.2", "--filter-high",
+                                              "0.8", "--prm-lr", "1e-3", "--reward-norm", "batch_norm",
+                                              "--eval-every", "0", "--checkpoint-every", "25"]},
         "title": "arith / tiny, lever pilot (P = 64 × K = 4, 150 steps, seed 0)",
     },
 }
@@ -89,16 +103,40 @@ def status(run: Path) -> str | None:
         return None
 
 
+def archived(setting: dict, arm: str, seed: int) -> Path:
+    return ARCHIVE / setting["result"] / f"{arm}-s{seed}"
+
+
+def archive(setting: dict, arm: str, seed: int, runs: Path) -> None:
+    """Keep a finished run's metrics (gzipped, byte-stable) and config beside the results."""
+    run, kept = runs / f"{arm}-s{seed}", archived(setting, arm, seed)
+    if arm == PRETRAIN or status(run) != "finished" or (kept / "metrics.jsonl.gz").exists():
+        return
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "config.json", kept / "config.json")
+    (kept / "metrics.jsonl.gz").write_bytes(gzip.compress((run / "metrics.jsonl").read_bytes(), mtime=0))
+
+
+def warm_start(setting: dict, seed: int, runs: Path) -> Path:
+    """The checkpoint whose prm adapter an arm with --prm-init WARM starts from."""
+    return runs / f"{PRETRAIN}-s{seed}" / "checkpoints" / f"step_{setting['warm_start']['steps']:06d}"
+
+
 def launch(setting: dict, arm: str, seed: int, runs: Path, threads: int) -> subprocess.Popen | None:
     run = runs / f"{arm}-s{seed}"
-    if status(run) == "finished":
+    if status(run) == "finished" or (archived(setting, arm, seed) / "metrics.jsonl.gz").exists():
         return None
-    if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
+    if arm == PRETRAIN:  # short: not resumed, started again
+        shutil.rmtree(run, ignore_errors=True)
+        ws = setting["warm_start"]
+        cmd = ["prm", "pretrain", "--out", str(run), "--seed", str(seed), "--steps", str(ws["steps"]), *ws["flags"]]
+    elif (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
         cmd = ["train", "--resume", str(run)]
     else:  # never reached a checkpoint: start again
         shutil.rmtree(run, ignore_errors=True)
+        flags = [str(warm_start(setting, seed, runs)) if f == WARM else f for f in setting["arms"][arm]]
         cmd = ["train", "--out", str(run), "--seed", str(seed), "--steps", str(setting["steps"]),
-               "--eval-every", str(setting["eval_every"]), *setting["flags"], *setting["arms"][arm]]
+               "--eval-every", str(setting["eval_every"]), *setting["flags"], *flags]
     run.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     print(f"start {arm} seed {seed}: prime {' '.join(cmd)}", flush=True)
@@ -107,21 +145,30 @@ def launch(setting: dict, arm: str, seed: int, runs: Path, threads: int) -> subp
 
 
 def train_all(setting: dict, arms: list[str], runs: Path, seeds: list[int], jobs: int, threads: int | None) -> None:
-    """Seed by seed, every arm."""
-    queue = [(arm, s) for s in seeds for arm in arms]
+    """Seed by seed, every arm; a seed's warm start first where an arm needs one, and that arm after it."""
+    warm = {arm for arm in arms if WARM in setting["arms"][arm]}
+    queue = [(arm, s) for s in seeds for arm in ([PRETRAIN] if warm else []) + arms]
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     active: dict[tuple[str, int], subprocess.Popen] = {}
+
+    def ready(key: tuple[str, int]) -> bool:
+        return (key[0] not in warm or status(runs / f"{PRETRAIN}-s{key[1]}") == "finished"
+                or (archived(setting, *key) / "metrics.jsonl.gz").exists())
+
     while queue or active:
         for key, proc in list(active.items()):
             if proc.poll() is not None:
                 del active[key]
                 if proc.returncode:
                     sys.exit(f"{key[0]} seed {key[1]} failed (exit {proc.returncode}); see {runs}/{key[0]}-s{key[1]}.log")
+                archive(setting, *key, runs)
                 print(f"done  {key[0]} seed {key[1]}", flush=True)
-        while queue and len(active) < jobs:
-            key = queue.pop(0)
+        while len(active) < jobs and (key := next((k for k in queue if ready(k)), None)):
+            queue.remove(key)
             if (proc := launch(setting, *key, runs, threads)) is not None:
                 active[key] = proc
+        if queue and not active and not any(map(ready, queue)):
+            sys.exit(f"waiting for a warm start that is not training: {queue}")
         time.sleep(2)
 
 
@@ -157,7 +204,10 @@ def series(rows: list[dict], key: str) -> list[float]:
 
 
 def read_run(run: Path) -> dict:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    """A run's metrics: metrics.jsonl of a run directory, or metrics.jsonl.gz of an archived one."""
+    text = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else \
+        gzip.decompress((run / "metrics.jsonl.gz").read_bytes()).decode()
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     # training acc over every sampled response: `acc` since the veRL naming, `acc/drawn` before it
     drawn = "acc/drawn" if any("acc/drawn" in r for r in rows) else "acc"
     train = [r for r in rows if r.get(drawn) is not None]
@@ -196,15 +246,21 @@ def prm_acc(run: dict) -> list[float]:
     return [a for a in run["prm_pairwise_acc"] if a is not None]
 
 
-def analyse(runs: Path, arms: list[str], seeds: list[int], steps: int, window: int, partial: bool) -> dict:
-    """Compare the (arm, seed) runs found in `runs`: finished ones, or with `partial` also those
-    still training, cut to the step every compared run has reached."""
-    data = {}
+LEVELS = (0.40, 0.45, 0.50, 0.55)  # fixed training accuracies, for comparing arms beyond RLOO's final one
+
+
+def analyse(setting: dict, runs: Path, arms: list[str], seeds: list[int], window: int, partial: bool) -> dict:
+    """Compare the (arm, seed) runs found in `runs` or kept in the archive: finished ones, or with
+    `partial` also those still training, cut to the step every compared run has reached."""
+    data, steps = {}, setting["steps"]
     for arm in arms:
         for s in seeds:
-            run = runs / f"{arm}-s{s}"
+            run, kept = runs / f"{arm}-s{s}", archived(setting, arm, s)
+            archive(setting, arm, s, runs)
             if (run / "metrics.jsonl").exists() and (partial or status(run) == "finished"):
                 data.setdefault(arm, {})[s] = read_run(run)
+            elif (kept / "metrics.jsonl.gz").exists():
+                data.setdefault(arm, {})[s] = read_run(kept)
     if "rloo" not in data:
         sys.exit(f"no {'' if partial else 'finished '}rloo run in {runs}: nothing to compare against")
     steps = min([steps] + [r["steps"] for by_seed in data.values() for r in by_seed.values()])
@@ -226,6 +282,8 @@ def analyse(runs: Path, arms: list[str], seeds: list[int], steps: int, window: i
         out["arms"][arm] = {
             "seeds": done,
             "steps_to_target": {str(s): reached[s] for s in done},
+            "steps_to_level": {f"{level:.2f}": {str(s): first_reaching(curves[s], level, window) for s in done}
+                               for level in LEVELS},
             "steps_to_target_seed_mean_curve": first_reaching(mean_curve, target, window),
             "final_train_acc": spread([statistics.fmean(by_seed[s]["acc_drawn"][-window:]) for s in done]),
             "first_train_acc": spread([statistics.fmean(by_seed[s]["acc_drawn"][:window]) for s in done]),
@@ -335,7 +393,7 @@ def main() -> None:
     runs = args.runs_dir or ROOT / "runs" / args.setting
     if not args.analyze_only:
         train_all(setting, arms, runs, args.seeds, args.jobs, args.threads)
-    result = analyse(runs, arms, args.seeds, setting["steps"], args.window, args.partial)
+    result = analyse(setting, runs, arms, args.seeds, args.window, args.partial)
     result["command"] = " ".join(["python benchmarks/sample_efficiency.py", *sys.argv[1:]])
     result["settings"] = " ".join(setting["flags"])
     result["arm_flags"] = {a: " ".join(setting["arms"][a]) for a in arms}
