@@ -83,7 +83,11 @@ SETTINGS = {
                  "paper-warm": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm",
                                 "--prm-init", WARM],
                  "poc-min": ["--algo", "prime", *SHARPENED, "--process-credit", "min"],
-                 "poc-clip": ["--algo", "prime", *SHARPENED, "--process-credit", "clip"]},
+                 "poc-clip": ["--algo", "prime", *SHARPENED, "--process-credit", "clip"],
+                 # at weight 1 the process term is ~2% of the returns' variance in both forms
+                 # (benchmarks/advantage_anatomy.py); at 8 it is about half of it
+                 "paper-w8": ["--algo", "prime", "--prm-lr", "1e-3", "--reward-norm", "batch_norm", "--process-weight", "8"],
+                 "poc-w8": ["--algo", "prime", *SHARPENED, "--process-weight", "8"]},
         # the warm start of an arm with --prm-init WARM: `prime prm pretrain`, the paper's PRM trained for
         # 50 steps on the start model's own samples (policy held fixed), the seed's run `prm-pretrain-s<seed>`
         "warm_start": {"steps": 50, "flags": ["--task", "arith", "--model", "tiny", "--prompts-per-step", "64",
