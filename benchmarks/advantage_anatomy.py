@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from prime.config import TrainConfig, run_config
-from prime.math.advantages import line_ends, outcome_advantages
+from prime.math.advantages import line_ends, outcome_advantages, process_share
 from prime.math.localise import token_lines
 from prime.records import RunDir, read_rollouts
 from prime.trainer import advantage_stage
@@ -56,7 +56,7 @@ def step_anatomy(kept, cfg: TrainConfig) -> dict:
     proc_term = returns - out_term
     tokens = mask.bool()
     recorded = padded([list(a) for a in kept.advantage])
-    o, p, r = out_term[tokens], proc_term[tokens], returns[tokens]
+    o, r = out_term[tokens], returns[tokens]
     moving = o != 0
     sd = o.std().item()
     relief = []
@@ -68,7 +68,7 @@ def step_anatomy(kept, cfg: TrainConfig) -> dict:
         if len(before) and len(wrong) and sd > 0:
             relief.append((before.mean() - wrong.mean()).item() / sd)
     return {"max_abs_diff": (advantages - recorded)[tokens].abs().max().item(),
-            "process_share": (p.var() / r.var()).item() if r.var() > 0 else 0.0,
+            "process_share": process_share(returns, out_term, mask),
             "sign_flips": ((torch.sign(r) != torch.sign(o)) & moving).sum().item() / max(1, moving.sum().item()),
             "prefix_relief": statistics.fmean(relief) if relief else None, "n_wrong_localised": len(relief)}
 

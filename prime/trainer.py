@@ -27,6 +27,7 @@ from prime.math.advantages import (
     outcome_advantages,
     process_advantages,
     process_advantages_min,
+    process_share,
     whiten,
 )
 from prime.math.filtering import KEPT, SURPLUS, filter_decisions
@@ -701,7 +702,8 @@ def learn(kept, drawn, roles, tok, cfg, prm_opt, policy_opt, run, step: int, tim
                         unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, kept_texts)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
-    return {"acc/kept": outcome.mean().item(), **prm_stats, **localised, **actor,
+    share = {"critic/process_share": process_share(returns, outcome_advantages(outcome, mask, K), mask)} if use_prm else {}
+    return {"acc/kept": outcome.mean().item(), **prm_stats, **localised, **actor, **share,
             **mean_max_min("critic/advantages", advantages[tokens]), **mean_max_min("critic/returns", returns[tokens]),
             **mean_max_min("response_length", mask.sum(-1)),
             "response_length/clip_ratio": sum(t for g in kept for t in g.truncated) / len(outcome)}

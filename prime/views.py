@@ -56,6 +56,7 @@ CHARTS = [
     Chart("prompts too hard (all wrong)", "filter/too_hard"),
     Chart("prompts too easy (all right)", "filter/too_easy"),
     Chart("PRM loss", "reward_model/loss"),
+    Chart("process term's share of the update", "critic/process_share", constants=((0.0, "RLOO"),)),
     Chart("response length (mean tokens)", "response_length/mean"),
     Chart("accuracy of kept prompts", "acc/kept"),
     Chart("advantage, max", "critic/advantages/max"),

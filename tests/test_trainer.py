@@ -17,7 +17,8 @@ METRICS = ["acc", "reward_model/loss", "reward_model/dpo_acc_before", "reward_mo
            "actor/pg_clipfrac", "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "critic/advantages/mean",
            "critic/returns/mean", "response_length/mean", "response_length/clip_ratio", "timing_s/gen", "timing_s/step",
            "filter/kept", "filter/surplus", "filter/too_easy", "filter/too_hard", "filter/truncated", "filter/draws", "eval/acc",
-           "eval/acc_sampled", "acc/kept", "reward_model/pairwise_acc_pooled", "reward_model/ref_ll_pairwise_acc"]
+           "eval/acc_sampled", "acc/kept", "reward_model/pairwise_acc_pooled", "reward_model/ref_ll_pairwise_acc",
+           "critic/process_share"]
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,8 @@ def test_records_recompute(smoke_run):
         process = batch_norm_rewards(raw, mask)
         torch.testing.assert_close(process, pad("process_reward"), atol=1e-5, rtol=0)
         outcome = torch.tensor(kept.outcome_reward.fillna(0.0).values, dtype=torch.float64)
-        A = whiten(outcome_advantages(outcome, mask, K) + process_advantages(pad("process_reward"), mask, K), mask)
-        torch.testing.assert_close(A, pad("advantage"), atol=1e-5, rtol=0)
+        returns = outcome_advantages(outcome, mask, K) + process_advantages(pad("process_reward"), mask, K)
+        torch.testing.assert_close(whiten(returns, mask), pad("advantage"), atol=1e-5, rtol=0)
         # the process check and the metrics made of it
         from prime.math.localise import localisation_rates, localise
         from prime.math.losses import pairwise_accuracy
@@ -110,6 +111,10 @@ def test_records_recompute(smoke_run):
             expected = first_wrong_line(r.prompt, r.response) if r.outcome_reward == 0 else None
             assert (None if pd.isna(r.first_wrong_line) else int(r.first_wrong_line)) == expected
         m = next(m for m in read_metrics(run) if m["step"] == step)
+        # the process term's share of the returns' variance, by hand
+        tokens = mask.bool()
+        share = (returns - outcome_advantages(outcome, mask, K))[tokens].var() / returns[tokens].var()
+        assert m["critic/process_share"] == pytest.approx(share.item(), abs=1e-5)
         ref_ll = (pad("ref_logp") * mask).sum(-1)
         assert m["reward_model/ref_ll_pairwise_acc"] == pytest.approx(pairwise_accuracy(ref_ll, outcome, K).item(), abs=1e-6)
         checked = kept[kept.first_wrong_line.notna()]

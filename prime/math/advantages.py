@@ -72,6 +72,15 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
+def process_share(returns: torch.Tensor, outcome_term: torch.Tensor, mask: torch.Tensor) -> float:
+    """How much of the update is the dense reward's: Var(process term) / Var(returns) over the
+    response tokens, the process term being returns − outcome term (Eq. 5). 0: the update is
+    RLOO's; 1: the outcome term is constant. returns, outcome_term, mask: (B, T) -> float."""
+    tokens = mask.bool()
+    total = returns[tokens].var()
+    return ((returns - outcome_term)[tokens].var() / total).item() if total > 0 else 0.0
+
+
 # ---------------------------------------------------------------------------- process credit forms
 # The paper's credit (process_advantages above) gives token t the sum of the future token rewards.
 # Two bounded alternatives from later work act on line-level rewards: a response's lines are its
