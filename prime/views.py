@@ -216,12 +216,17 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
 
 
+CLAIMS = ("learn", "rank", "blame", "update", "keep")
+"""The Summary's claims, in their order (summary's ids)."""
+
+
 def summary(runs: list[dict]) -> list[dict]:
     """The claims these runs make, each {"id", "question", "sentences", "numbers"}: does RL learn,
-    does the PRM rank right above wrong, does it blame the first wrong line, what did the filter
-    keep. Every sentence is computed from the records; a run without the metric says so."""
-    learn, rank, blame, keep = [], [], [], []
-    numbers: dict[str, dict] = {"learn": {}, "rank": {}, "blame": {}, "keep": {}}
+    does the PRM rank right above wrong, does it blame the first wrong line, how much of the update
+    the dense reward makes, what did the filter keep. Every sentence is computed from the records;
+    a run without the metric says so."""
+    learn, rank, blame, update, keep = [], [], [], [], []
+    numbers: dict[str, dict] = {c: {} for c in CLAIMS}
     for run in runs:
         name = run["name"]
         xs, ys = series(run, "eval/acc_sampled")
@@ -257,6 +262,16 @@ def summary(runs: list[dict]) -> list[dict]:
             blame.append(f"{name}: an outcome-only run (RLOO): no process reward to blame with.")
         else:
             blame.append(f"{name}: no wrong response with a checkable first wrong line recorded.")
+        share, k = _last(run, "critic/process_share")
+        if share is not None:
+            numbers["update"][name] = {"process_share": share, "steps": k}
+            update.append(f"{name}: the process term made {_pct(share)} of the returns' variance in the last {k} steps "
+                          f"(0%: the update is RLOO's).")
+        elif run["config"].get("algo") == "rloo":
+            update.append(f"{name}: an outcome-only run (RLOO): the outcome term is the whole update.")
+        else:
+            update.append(f"{name}: no process share recorded (records from before critic/process_share; "
+                          f"python benchmarks/advantage_anatomy.py RUN computes it from the rollouts).")
         totals = {d: float(run["metrics"][f"filter/{d}"].fillna(0).sum()) if f"filter/{d}" in run["metrics"] else 0.0
                   for d in DECISIONS}
         drawn = sum(totals.values())
@@ -271,11 +286,13 @@ def summary(runs: list[dict]) -> list[dict]:
             {"id": "rank", "question": "Does the PRM rank right above wrong?", "sentences": rank, "numbers": numbers["rank"]},
             {"id": "blame", "question": "Does the PRM blame the first wrong line?", "sentences": blame,
              "numbers": numbers["blame"]},
+            {"id": "update", "question": "How much of the update is the dense reward's?", "sentences": update,
+             "numbers": numbers["update"]},
             {"id": "keep", "question": "What did the filter keep?", "sentences": keep, "numbers": numbers["keep"]}]
 
 
 SUMMARY_CHARTS = {"learn": "eval pass@1 (T = 1)", "rank": "PRM: right ranked above wrong",
-                  "blame": "PRM: most negative line = first wrong line"}
+                  "blame": "PRM: most negative line = first wrong line", "update": "process term's share of the update"}
 
 
 def summary_figure(claim: dict, runs: list[dict], smoothing: float = SMOOTHING):

@@ -352,7 +352,7 @@ def test_summary_tells_the_story_from_the_records(browser, served, capfd):
     runs = data.run_views(root, data.list_run_names(root)[:4])
     expected = [t for claim in views.summary(runs) for t in claim["sentences"]]
     assert page.locator(".claim-sentence").all_inner_texts() == expected
-    for claim in ("learn", "rank", "blame", "keep"):
+    for claim in views.CLAIMS:
         page.wait_for_function(f"(document.querySelector('#claim-chart-{claim} .js-plotly-plot') || {{}}).data", timeout=30_000)
     traces, labels = _lines_and_labels(page, "#claim-chart-rank .js-plotly-plot")
     assert {m[1] for m, *_ in traces} >= {"reward_model/dpo_acc_before", "reward_model/ref_ll_pairwise_acc"}

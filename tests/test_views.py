@@ -55,7 +55,8 @@ def test_summary_sentences_are_computed_from_the_records():
     rows += [{"step": s, "reward_model/dpo_acc_before": 0.5 if s <= 5 else 0.8, "reward_model/ref_ll_pairwise_acc": 0.6,
               "localise/prm_line_hit": 1.0 if s % 2 else 0.0, "localise/n": 3 if s % 2 else 1,
               "localise/line_chance": 0.25, "localise/ref_line_hit": 0.5,
-              "filter/kept": 4, "filter/too_hard": 4, "filter/too_easy": 2, "filter/surplus": 0, "filter/truncated": 0}
+              "filter/kept": 4, "filter/too_hard": 4, "filter/too_easy": 2, "filter/surplus": 0, "filter/truncated": 0,
+              "critic/process_share": 0.5 if s <= 10 else 0.03}
              for s in range(1, 21)]
     rows += [{"step": 20, "eval/acc_sampled": 0.35}]
     claims = {c["id"]: c for c in views.summary([run("p", rows), run("r", [{"step": 1, "filter/kept": 2}], algo="rloo")])}
@@ -69,6 +70,10 @@ def test_summary_sentences_are_computed_from_the_records():
     # last 10 steps: 5 odd steps hit with 3 responses each, 5 even miss with 1 each: 15 / 20 = 75%
     assert claims["blame"]["numbers"]["p"] == {"prm": 0.75, "chance": 0.25, "reference": 0.5, "responses": 20, "steps": 10}
     assert claims["blame"]["sentences"][0].startswith("p: the most negative line was the first wrong line in 75% of 20")
+    assert claims["update"]["sentences"] == [
+        "p: the process term made 3% of the returns' variance in the last 10 steps (0%: the update is RLOO's).",
+        "r: an outcome-only run (RLOO): the outcome term is the whole update."]
+    assert list(claims) == list(views.CLAIMS)
     assert claims["keep"]["sentences"][0] == "p: of 200 prompts drawn, the filter kept 40%, too easy 20%, too hard 40%."
     assert claims["keep"]["sentences"][1] == "r: of 2 prompts drawn, the filter kept 100%."
 

@@ -56,7 +56,7 @@ def examples_html(root: Path, names: list[str]) -> str:
 
 
 def show(root: Path, names: list[str]) -> list:
-    """[claim html, chart] × 4, then the examples' html."""
+    """[claim html, chart] for each of views.CLAIMS, then the examples' html."""
     runs = data.run_views(root, names)
     out = []
     for claim in views.summary(runs):
@@ -70,7 +70,7 @@ def build(root: Path):
         gr.Markdown(INTRO)
         runs = gr.Dropdown(choices=names, value=names[:4], multiselect=True, label="runs", elem_id="summary-runs")
         outs = []
-        for claim_id in ("learn", "rank", "blame", "keep"):
+        for claim_id in views.CLAIMS:
             with gr.Row(equal_height=False):
                 outs.append(gr.HTML(elem_id=f"claim-{claim_id}"))
                 outs.append(gr.Plot(elem_id=f"claim-chart-{claim_id}", show_label=False))
