@@ -2,6 +2,7 @@
 base does not, and the records are complete and recompute."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -356,3 +357,25 @@ def test_prime_eval_reproduces_the_runs_own_evaluation(tmp_path, tiny_dir, capsy
     assert out["n"] == 24 and out["temperature"] == 0.7
     assert (out["greedy_acc"], out["sampled_acc"]) == (recorded["eval/acc"], recorded["eval/acc_sampled"])
     assert recorded["eval/acc"] > 0 or recorded["eval/acc_sampled"] > 0  # something to reproduce
+
+
+def test_a_prm_checkpoint_ranks_the_rollouts_it_scored(smoke_run):
+    """benchmarks/prm_transfer.py scores a run's recorded rollouts with a PRM checkpoint: the PRM
+    saved after step 1 is the one that scored step 2's rollouts, so its pairwise accuracy there is
+    the run's own, recomputed from a fresh model."""
+    import importlib.util
+
+    from prime.math.losses import pairwise_accuracy
+
+    run, cfg, _ = smoke_run
+    spec = importlib.util.spec_from_file_location("prm_transfer", Path(__file__).resolve().parents[1] / "benchmarks"
+                                                  / "prm_transfer.py")
+    transfer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transfer)
+    [row] = transfer.transfer(run / "checkpoints" / "step_000001", run, [2])
+    assert row["prm"] == pytest.approx(row["run_own_prm"], abs=1e-6)
+    df = pd.read_parquet(run / "rollouts" / "step_000002.parquet")
+    kept = df[df.filter_decision == "kept"]
+    ref_ll = torch.tensor([sum(r) for r in kept.ref_logp])
+    outcome = torch.tensor(kept.outcome_reward.fillna(0.0).values, dtype=torch.float32)
+    assert row["reference_ll"] == pytest.approx(pairwise_accuracy(ref_ll, outcome, cfg.samples_per_prompt).item(), abs=1e-6)
