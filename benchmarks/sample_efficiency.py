@@ -95,6 +95,13 @@ SETTINGS = {
                                               "0.8", "--prm-lr", "1e-3", "--reward-norm", "batch_norm",
                                               "--eval-every", "0", "--checkpoint-every", "25"]},
         "title": "arith / tiny, lever pilot (P = 64 × K = 4, 150 steps, seed 0)",
+        "levers": {"rloo": "outcome rewards only (the baseline)",
+                   "paper-prm4x": "paper's PRIME, PRM lr 4× the policy's (2e-3)",
+                   "paper-warm": "paper's PRIME, PRM warm-started: 50 steps on the start model's samples",
+                   "paper-min": "paper's PRIME, min-form credit", "paper-clip": "paper's PRIME, clipped credit",
+                   "paper-w2": "paper's PRIME, process weight 2", "paper-w8": "paper's PRIME, process weight 8",
+                   "poc-min": "sharpened PRM, min-form credit", "poc-clip": "sharpened PRM, clipped credit",
+                   "poc-w8": "sharpened PRM, process weight 8"},
     },
 }
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#7f7f7f", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
@@ -378,6 +385,27 @@ def plot(result: dict, title: str, png: Path) -> None:
         html.unlink()
 
 
+def lever_table(result: dict, levers: dict[str, str], anatomy: dict[str, dict]) -> str:
+    """The pilot's ablation table (markdown), one row per arm and seed: the lever, training accuracy
+    (steps to fixed levels, the last `window` steps), eval pass@1, the PRM's pairwise accuracy and
+    blame over the second half, and what the process term did to the update (anatomy, if given)."""
+    f = lambda v, spec=".3f": "—" if v is None else format(v, spec)
+    lines = [("| arm | lever | steps to train acc 0.40 / 0.45 | train acc, last 10 | eval pass@1 (0 → end) | "
+              "PRM pairwise, 2nd half (reference) | blame / chance | process share | sign flips | prefix relief |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for arm, r in result["arms"].items():
+        for s in r["seeds"]:
+            s, c, an = str(s), r["poc_checks"][str(s)], anatomy.get(f"{arm}-s{s}", {})
+            levels = " / ".join(str(r["steps_to_level"][k][s] or "—") for k in ("0.40", "0.45"))
+            i = r["seeds"].index(int(s))
+            start, end = r["eval_sampled_start"]["values"][i], r["eval_sampled_final"]["values"][i]
+            lines.append(f"| {arm} {s} | {levers.get(arm, '')} | {levels} | {r['final_train_acc']['values'][i]:.3f} | "
+                         f"{start:.3f} → {end:.3f} ({100 * (end - start):+.1f}) | {f(c['b_prm_pairwise_second_half'])} "
+                         f"({f(c['ref_ll_pairwise_second_half'])}) | {f(c['c_ratio'], '.2f')}{'×' if c['c_ratio'] else ''} "
+                         f"| {f(an.get('process_share'))} | {f(an.get('sign_flips'))} | {f(an.get('prefix_relief'), '+.3f')} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--setting", choices=sorted(SETTINGS), default="poc")
@@ -389,6 +417,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=10, help="trailing-mean window, steps")
     ap.add_argument("--analyze-only", action="store_true")
     ap.add_argument("--partial", action="store_true", help="also analyse runs still training")
+    ap.add_argument("--anatomy", type=Path, help="benchmarks/advantage_anatomy.py's JSON of these runs, for the lever table")
     args = ap.parse_args()
     setting = SETTINGS[args.setting]
     arms = args.arms or list(setting["arms"])
@@ -405,6 +434,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{setting['result']}.json").write_text(json.dumps(result, indent=1))
     plot(result, setting["title"], RESULTS / f"{setting['result']}.png")
+    if "levers" in setting:
+        anatomy = {r["run"]: r for r in json.loads(args.anatomy.read_text())["runs"]} if args.anatomy else {}
+        print(lever_table(result, setting["levers"], anatomy))
     for arm, ratio in result["ratio_over_rloo_steps"].items():
         print(f"{arm} / RLOO steps (paired by seed): {ratio['mean']:.2f} CI {ratio['ci95']}")
     for arm, r in result["arms"].items():

@@ -54,6 +54,14 @@ def test_finished_runs_are_kept_and_analysed_without_the_runs_directory(study, t
     assert again == first
     assert study.launch(setting, "rloo", 0, tmp_path / "elsewhere", threads=1) is None
 
+    # the lever table: a row per arm and seed; prime's trailing mean at step n ≥ 10 is 0.2 + 0.02·(n − 5.5):
+    # ≥ 0.40 from step 16, ≥ 0.45 from step 18
+    table = study.lever_table(first, {"prime": "steeper"}, {"prime-s0": {"process_share": 0.25}}).splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| rloo 0", "| prime 0"]
+    prime = table[3].split(" | ")
+    assert prime[1:4] == ["steeper", "16 / 18", f"{sum(0.2 + 0.02 * i for i in range(20, 30)) / 10:.3f}"]
+    assert prime[4] == "0.250 → 0.353 (+10.3)" and prime[7] == "0.250"
+
 
 def test_a_warm_started_arm_waits_for_its_pretraining(study, tmp_path, monkeypatch):
     """The seed's `prime prm pretrain` is launched first; the arm with --prm-init WARM only after it
