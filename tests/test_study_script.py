@@ -60,7 +60,7 @@ def test_finished_runs_are_kept_and_analysed_without_the_runs_directory(study, t
     assert [row.split(" | ")[0] for row in table[2:]] == ["| rloo 0", "| prime 0"]
     prime = table[3].split(" | ")
     assert prime[1:4] == ["steeper", "16 / 18", f"{sum(0.2 + 0.02 * i for i in range(20, 30)) / 10:.3f}"]
-    assert prime[4] == "0.250 → 0.353 (+10.3)" and prime[7] == "0.250"
+    assert prime[4] == "0.250 → 0.378 (+12.8)"  # 0.3 + 0.78 / 10 and prime[7] == "0.250"
 
 
 def test_a_warm_started_arm_waits_for_its_pretraining(study, tmp_path, monkeypatch):
