@@ -26,7 +26,7 @@ the ratio to RLOO's paired by seed (bootstrap CI over seeds); the final eval acc
 pass@1 at T = 1) as mean, standard deviation and range over seeds; the PoC checks per seed.
 Results: benchmarks/results/<json> and <png> of the setting (plotly, rendered by headless
 chromium). Raw runs stay in --runs-dir; each finished run's metrics.jsonl (gzipped) and config.json
-are also kept in benchmarks/results/runs/<json>/<arm>-s<seed>/, committed with the results, so a
+are also kept in benchmarks/results/study_runs/<json>/<arm>-s<seed>/, committed with the results, so a
 later checkout without --runs-dir skips those runs and analyses them with the new ones.
 """
 
@@ -45,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-ARCHIVE = RESULTS / "runs"  # finished runs' metrics and configs, kept with the results
+ARCHIVE = RESULTS / "study_runs"  # finished runs' metrics and configs, kept with the results
 LORA_LR = ["--policy-lr", "5e-4"]  # the PoC's policy rate for LoRA (the paper's 5e-7 is for full fine-tuning)
 SHARPENED = ["--prm-lr", "1e-4", "--reward-norm", "none", "--prm-sharpen", "1.0"]  # README, "A PoC that shows PRIME"
 WARM = "{warm}"  # stands for the seed's warm-started PRM (the setting's `warm_start`), filled in at launch
