@@ -172,10 +172,19 @@ Set the parameters, run both, compare the curves, read the records with pandas, 
 workbench on the runs, right here. The settings are the PoC setting of the README ("A PoC that
 shows PRIME"): 16 prompts a step, policy lr 5e-4, PRM lr 1e-4, no reward normalisation, and a
 PRM that starts as a sharpened reference (`prm_sharpen=1.0`), so its rewards rank right above
-wrong from the first step; about 1.1 s a step on 2 CPU cores (60 steps of both runs in a few minutes)."""),
+wrong from the first step; about 1.1 s a step on 2 CPU cores (60 steps of both runs in a few minutes).
+
+What to expect (the study of README "What the study found"): the PRM ranks right above wrong
+about as well as the reference's own likelihood, and blames the first wrong line about 3× as
+often as chance, so the token view has something to show. What it does not show is PRIME
+learning faster than RLOO: at weight 1 the process term is about 2% of the variance of the
+returns, so PRIME's update is nearly RLOO's, and the curves overlap. Try `PROCESS_WEIGHT = 8`:
+in the study (64 prompts a step) it made the process term about a third of the update, and
+the run still learned like RLOO."""),
     ("code", SETUP),
     ("code", """STEPS = 2 if SMALL else 60          # parameters: change these
 PROMPTS_PER_STEP = 2 if SMALL else 16
+PROCESS_WEIGHT = 1.0                # the process term's weight against the outcome's (Eq. 5)
 SEED = 0
 import tempfile, pathlib
 RUNS = pathlib.Path(tempfile.mkdtemp(prefix="prime-poc-"))
@@ -183,7 +192,7 @@ print("runs in", RUNS)"""),
     ("code", """from prime.config import TrainConfig
 from prime.trainer import train
 common = dict(steps=STEPS, prompts_per_step=PROMPTS_PER_STEP, seed=SEED, policy_lr=5e-4, prm_lr=1e-4,
-              reward_norm="none", prm_sharpen=1.0,  # the PoC setting
+              reward_norm="none", prm_sharpen=1.0, process_weight=PROCESS_WEIGHT,  # the PoC setting
               eval_every=max(1, STEPS // 3), eval_n=20 if SMALL else 300, max_new_tokens=96 if SMALL else 128)
 for algo in ("prime", "rloo"):
     train(TrainConfig(out=str(RUNS / algo), algo=algo, **common), progress=not SMALL)"""),
@@ -199,10 +208,12 @@ fig.show()
 metrics["prime"].filter(regex="^(step|acc|eval|reward_model|localise|filter/kept)").round(4)"""),
     ("md", """Is the PRM's signal real? Its pairwise accuracy on each step's fresh rollouts (right above
 wrong, 0.5 = chance) beside the untrained reference's log-likelihood as a ranker, and how often
-the most negative line of a wrong response is its first wrong line, beside chance (1 / lines):"""),
+the most negative line of a wrong response is its first wrong line, beside chance (1 / lines).
+And does it reach the update? `critic/process_share` is the process term's share of the
+variance of the returns (0: the update is RLOO's):"""),
     ("code", """p = metrics["prime"][metrics["prime"].step > 0]
 cols = [c for c in ("reward_model/dpo_acc_before", "reward_model/ref_ll_pairwise_acc", "localise/prm_line_hit",
-                    "localise/line_chance") if c in p]
+                    "localise/line_chance", "critic/process_share") if c in p]
 p[cols].mean().round(3)"""),
     ("md", "Every sampled response, kept or filtered out, with its per-token numbers:"),
     ("code", """from prime.records import read_rollouts
@@ -281,6 +292,8 @@ def write(name: str, cells: list[tuple[str, str]]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src) for kind, src in cells]
+    for i, cell in enumerate(nb.cells):  # ids by position, so a rebuild changes only the cells that changed
+        cell.id = f"{name[:2]}-{i:02d}"
     nbformat.write(nb, HERE / name)
 
 

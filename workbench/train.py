@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Defaults that learn visibly on tiny within minutes (the PoC setting, README "A PoC that shows PRIME")
 DEFAULTS = {"model": "tiny", "task": "arith", "algo": "prime", "steps": 60, "prompts_per_step": 16,
             "samples_per_prompt": 4, "policy_lr": 5e-4, "prm_lr": 1e-4, "prm_sharpen": 1.0, "beta": 0.05,
-            "reward_norm": "none", "seed": 0, "eval_every": 20, "eval_n": 100}
+            "process_weight": 1.0, "reward_norm": "none", "seed": 0, "eval_every": 20, "eval_n": 100}
 CHOICES = {"model": ["tiny", "smollm2-135m"], "task": ["arith", "gsm8k", "code"], "algo": ["prime", "rloo"],
            "reward_norm": ["none", "batch_norm"]}
 
@@ -141,7 +141,10 @@ def build(root: Path, refresh_s: float, off: str | None) -> None:
         job = TrainJob(root)
         gr.Markdown("Start a small run; watch it in the other tabs as it trains (they refresh). Defaults learn "
                     "visibly on tiny in minutes: about 1.1 s a step on 2 CPU cores (BENCHMARKS.md, PoC step time). "
-                    "Stop finishes the current step and keeps the run resumable.")
+                    "Stop finishes the current step and keeps the run resumable. With these defaults the PRM's "
+                    "token rewards blame the first wrong line from step 1, but the process term is only about 2% "
+                    "of the update (Summary: \"How much of the update is the dense reward's?\"), so PRIME learns "
+                    "like RLOO; process_weight scales it (README, \"What the study found\").")
         with gr.Row():
             name = gr.Textbox(value="my-run", label="run name", elem_id="train-name")
             widgets = {}
@@ -152,7 +155,7 @@ def build(root: Path, refresh_s: float, off: str | None) -> None:
             for key in ("steps", "prompts_per_step", "samples_per_prompt", "seed", "eval_every", "eval_n"):
                 widgets[key] = gr.Number(value=DEFAULTS[key], label=key, precision=0, elem_id=f"train-{key}")
         with gr.Row():
-            for key in ("policy_lr", "prm_lr", "prm_sharpen", "beta"):
+            for key in ("policy_lr", "prm_lr", "prm_sharpen", "beta", "process_weight"):
                 widgets[key] = gr.Number(value=DEFAULTS[key], label=key, elem_id=f"train-{key}")
         with gr.Row():
             start = gr.Button("Start", variant="primary", elem_id="train-start")
