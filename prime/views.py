@@ -270,8 +270,8 @@ def summary(runs: list[dict]) -> list[dict]:
         elif run["config"].get("algo") == "rloo":
             update.append(f"{name}: an outcome-only run (RLOO): the outcome term is the whole update.")
         else:
-            update.append(f"{name}: no process share recorded (records from before critic/process_share; "
-                          f"python benchmarks/advantage_anatomy.py RUN computes it from the rollouts).")
+            update.append(f"{name}: no process share recorded (records from before critic/process_share, or from "
+                          f"another trainer; for this project's runs benchmarks/advantage_anatomy.py computes it).")
         totals = {d: float(run["metrics"][f"filter/{d}"].fillna(0).sum()) if f"filter/{d}" in run["metrics"] else 0.0
                   for d in DECISIONS}
         drawn = sum(totals.values())
