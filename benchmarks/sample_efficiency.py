@@ -417,6 +417,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=10, help="trailing-mean window, steps")
     ap.add_argument("--analyze-only", action="store_true")
     ap.add_argument("--partial", action="store_true", help="also analyse runs still training")
+    ap.add_argument("--result", help="name of the result files (default: the setting's, e.g. lever_pilot)")
     ap.add_argument("--anatomy", type=Path, help="benchmarks/advantage_anatomy.py's JSON of these runs, for the lever table")
     args = ap.parse_args()
     setting = SETTINGS[args.setting]
@@ -432,8 +433,10 @@ def main() -> None:
     result["arm_flags"] = {a: " ".join(setting["arms"][a]) for a in arms}
     result["date"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{setting['result']}.json").write_text(json.dumps(result, indent=1))
-    plot(result, setting["title"], RESULTS / f"{setting['result']}.png")
+    name = args.result or setting["result"]
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+    title = setting["title"] if not args.result else f"{setting['title']}: {', '.join(arms)}, seeds {args.seeds}"
+    plot(result, title, RESULTS / f"{name}.png")
     if "levers" in setting:
         anatomy = {r["run"]: r for r in json.loads(args.anatomy.read_text())["runs"]} if args.anatomy else {}
         print(lever_table(result, setting["levers"], anatomy))
