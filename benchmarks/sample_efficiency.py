@@ -3,6 +3,8 @@
     python benchmarks/sample_efficiency.py [--setting poc|fair|pilot] [--arms ...] [--seeds 0 1 2 3 4] [--jobs 2]
     (pilot: issue 21's lever pilot, the fair batch for 150 steps with one lever changed per arm: --seeds 0)
     python benchmarks/sample_efficiency.py --setting fair --analyze-only   # read whatever has finished
+    (a subset of arms or seeds writes over the setting's result files unless --result names others;
+    --anatomy adds benchmarks/advantage_anatomy.py's numbers to the pilot's lever table)
 
 Trains every (arm, seed) with `prime train` (finished runs are kept, interrupted ones resumed from
 their last checkpoint), then compares them. Stop it at any time and start it again: it goes on
