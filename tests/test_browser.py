@@ -525,7 +525,7 @@ def test_the_app_writes_the_same_report(page, demo):
 
 # ---------------------------------------------------------------------------- the Train tab
 
-def test_train_tab_starts_watches_and_stops_a_run(page, tmp_path, tiny_dir):
+def test_train_tab_starts_watches_and_stops_a_run(page, tmp_path, tiny_dir, capfd):
     import json
 
     from prime.trainer import latest_checkpoint
@@ -543,7 +543,7 @@ def test_train_tab_starts_watches_and_stops_a_run(page, tmp_path, tiny_dir):
         assert "expected an integer ≥ 1" in page.locator("#train-message").inner_text()
         assert not (tmp_path / "my-run").exists()
         # a real run: small and slow enough to be stopped in the middle
-        for key, value in {"steps": 40, "prompts_per_step": 2, "eval_every": 0}.items():
+        for key, value in {"steps": 40, "prompts_per_step": 2, "eval_every": 0, "process_weight": 2}.items():
             fill(key, value)
         page.locator("#train-start").click()
         page.wait_for_function("document.querySelector('#train-message').innerText.includes('started')", timeout=30_000)
@@ -559,10 +559,12 @@ def test_train_tab_starts_watches_and_stops_a_run(page, tmp_path, tiny_dir):
         status = json.loads((run / "status.json").read_text())
         assert status["state"] == "stopped" and 1 <= status["step"] < 40
         assert latest_checkpoint(run).name == f"step_{status['step']:06d}"  # resumable from exactly there
+        assert json.loads((run / "config.json").read_text())["process_weight"] == 2.0  # every field reaches the run
         # the other tabs see it: a link to its token view opens
         page.goto(f"{url}?tab=tokens&run=my-run&step=1")
         page.wait_for_selector("#token-view .tok", timeout=60_000)
         assert "step 1" in page.locator("#token-summary").inner_text()
+        assert "Traceback" not in capfd.readouterr().err
     finally:
         app.close()
 
