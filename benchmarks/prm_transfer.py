@@ -21,19 +21,15 @@ import torch
 
 from prime.config import run_config
 from prime.math.losses import pairwise_accuracy
-from prime.models import LoraSettings, Roles, make_batch
-from prime.models.cache import resolve_model
+from prime.models import make_batch
 from prime.records import read_rollouts
 from prime.rollout import encode_prompt
+from prime.trainer import build_roles
 
 
 def transfer(prm: Path, on: Path, steps: list[int]) -> list[dict]:
-    cfg = run_config(prm.parent.parent)
-    torch.manual_seed(0)
-    roles = Roles(resolve_model(cfg.model), quant=cfg.quant, layout=cfg.layout,
-                  lora=LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r), device=torch.device("cpu"),
-                  prm_logit_scale=1.0 + cfg.prm_sharpen)
-    roles.load_adapters(prm, roles=("prm",))
+    cfg = run_config(prm.parent.parent, prm_init=str(prm))
+    roles = build_roles(cfg)  # the run's model with the checkpoint's PRM, as `prime train --prm-init` builds it
     tok, K = roles.tokenizer, run_config(on).samples_per_prompt
     out = []
     for step in steps:
