@@ -120,6 +120,11 @@ def archived(setting: dict, arm: str, seed: int) -> Path:
     return ARCHIVE / setting["result"] / f"{arm}-s{seed}"
 
 
+def is_kept(setting: dict, arm: str, seed: int) -> bool:
+    """Finished and kept in the archive: its metrics, or only its numbers (keep_summaries)."""
+    return any((archived(setting, arm, seed) / name).exists() for name in ("metrics.jsonl.gz", SUMMARY))
+
+
 def archive(setting: dict, arm: str, seed: int, runs: Path) -> None:
     """Keep a finished run's metrics (gzipped, byte-stable) and config beside the results."""
     run, kept = runs / f"{arm}-s{seed}", archived(setting, arm, seed)
@@ -137,7 +142,7 @@ def warm_start(setting: dict, seed: int, runs: Path) -> Path:
 
 def launch(setting: dict, arm: str, seed: int, runs: Path, threads: int) -> subprocess.Popen | None:
     run = runs / f"{arm}-s{seed}"
-    if status(run) == "finished" or (archived(setting, arm, seed) / "metrics.jsonl.gz").exists():
+    if status(run) == "finished" or is_kept(setting, arm, seed):
         return None
     if arm == PRETRAIN:  # short: not resumed, started again
         shutil.rmtree(run, ignore_errors=True)
@@ -166,7 +171,7 @@ def train_all(setting: dict, arms: list[str], runs: Path, seeds: list[int], jobs
 
     def ready(key: tuple[str, int]) -> bool:
         return (key[0] not in warm or status(runs / f"{PRETRAIN}-s{key[1]}") == "finished"
-                or (archived(setting, *key) / "metrics.jsonl.gz").exists())
+                or is_kept(setting, *key))
 
     while queue or active:
         for key, proc in list(active.items()):
@@ -262,10 +267,53 @@ def prm_acc(run: dict) -> list[float]:
 LEVELS = (0.40, 0.45, 0.50, 0.55)  # fixed training accuracies, for comparing arms beyond RLOO's final one
 
 
+def seed_numbers(run: dict, steps: int, window: int) -> dict:
+    """What the comparison takes from one run (read by read_run, cut to `steps`): the trailing-mean
+    training-accuracy curve and the per-seed numbers; `per_step` holds the curves of CURVE_KEYS."""
+    acc = run["acc_drawn"]
+    return {"steps": steps, "curve": trailing_mean(acc, window),
+            "final_train_acc": statistics.fmean(acc[-window:]), "first_train_acc": statistics.fmean(acc[:window]),
+            "eval_greedy_start": run["eval_first"]["eval/acc"], "eval_greedy_final": run["eval_last"]["eval/acc"],
+            "eval_sampled_start": run["eval_first"]["eval/acc_sampled"],
+            "eval_sampled_final": run["eval_last"]["eval/acc_sampled"], "eval_last_step": run["eval_last"]["step"],
+            "wall_s": run["wall_s"],
+            # the PRM's pairwise accuracy on each step's fresh rollouts, before its update (0.5: chance)
+            "prm_pairwise_acc_first_half": mean_of(run["prm_pairwise_acc"][:steps // 2]),
+            "prm_pairwise_acc_second_half": mean_of(run["prm_pairwise_acc"][steps // 2:]),
+            "poc_checks": poc_checks(run, steps), "per_step": run["per_step"]}
+
+
+SUMMARY = "summary.json"  # an archived run kept as its seed_numbers only (its metrics predate the archive)
+SEED_FIELDS = ("final_train_acc", "first_train_acc", "eval_greedy_start", "eval_greedy_final", "eval_sampled_start",
+               "eval_sampled_final", "wall_s", "prm_pairwise_acc_first_half", "prm_pairwise_acc_second_half")
+
+
+def keep_summaries(setting: dict, result: Path, source: str) -> list[Path]:
+    """Archive each (arm, seed) of an earlier result JSON as its seed_numbers (summary.json), for runs
+    whose metrics were lost before the archive existed; the analysis reads them beside the raw runs.
+    A summary has no per-step curves but the training accuracy's trailing mean (the plot's PRM and
+    localisation panels average the seeds that have them)."""
+    old, written = json.loads(result.read_text()), []
+    for arm, r in old["arms"].items():
+        for i, s in enumerate(r["seeds"]):
+            if is_kept(setting, arm, s):
+                continue
+            kept = archived(setting, arm, s)
+            numbers = {k: (r[k] or {"values": [None] * len(r["seeds"])})["values"][i] for k in SEED_FIELDS}
+            numbers |= {"steps": old["steps"], "window": old["window"], "curve": r["seed_curves"][str(s)],
+                        "eval_last_step": r["eval_last_step"][str(s)], "poc_checks": r["poc_checks"][str(s)],
+                        "per_step": None, "source": source}
+            kept.mkdir(parents=True, exist_ok=True)
+            (kept / SUMMARY).write_text(json.dumps(numbers, indent=1) + "\n")
+            written.append(kept)
+    return written
+
+
 def analyse(setting: dict, runs: Path, arms: list[str], seeds: list[int], window: int, partial: bool) -> dict:
     """Compare the (arm, seed) runs found in `runs` or kept in the archive: finished ones, or with
-    `partial` also those still training, cut to the step every compared run has reached."""
-    data, steps = {}, setting["steps"]
+    `partial` also those still training, cut to the step every compared run has reached. A run kept
+    only as a summary (keep_summaries) counts where the comparison covers all of its steps."""
+    data, summaries = {}, {}
     for arm in arms:
         for s in seeds:
             run, kept = runs / f"{arm}-s{s}", archived(setting, arm, s)
@@ -274,46 +322,50 @@ def analyse(setting: dict, runs: Path, arms: list[str], seeds: list[int], window
                 data.setdefault(arm, {})[s] = read_run(run)
             elif (kept / "metrics.jsonl.gz").exists():
                 data.setdefault(arm, {})[s] = read_run(kept)
-    if "rloo" not in data:
+            elif (kept / SUMMARY).exists():
+                summaries.setdefault(arm, {})[s] = json.loads((kept / SUMMARY).read_text())
+    steps = min([setting["steps"]] + [r["steps"] for by_seed in data.values() for r in by_seed.values()])
+    numbers: dict[str, dict[int, dict]] = {}
+    for arm, by_seed in data.items():
+        for s, r in by_seed.items():
+            cut_run(r, steps)
+            numbers.setdefault(arm, {})[s] = seed_numbers(r, steps, window)
+    for arm, by_seed in summaries.items():
+        for s, n in by_seed.items():
+            if n["steps"] != steps or n["window"] != window:
+                print(f"{arm} seed {s}: kept as a summary of {n['steps']} steps (window {n['window']}); "
+                      f"not comparable at {steps} steps (window {window}), left out", file=sys.stderr)
+            else:
+                numbers.setdefault(arm, {})[s] = n
+    if "rloo" not in numbers:
         sys.exit(f"no {'' if partial else 'finished '}rloo run in {runs}: nothing to compare against")
-    steps = min([steps] + [r["steps"] for by_seed in data.values() for r in by_seed.values()])
     if steps < 2 * window:
         sys.exit(f"the runs in {runs} have only {steps} steps in common; train longer first")
-    for by_seed in data.values():
-        for r in by_seed.values():
-            cut_run(r, steps)
-    rloo_seeds = sorted(data["rloo"])
-    target = statistics.fmean(statistics.fmean(data["rloo"][s]["acc_drawn"][-window:]) for s in rloo_seeds)
+    target = statistics.fmean(n["final_train_acc"] for n in numbers["rloo"].values())
     out = {"target_train_acc": target, "window": window, "steps": steps, "seeds": seeds, "partial": partial,
            "arms": {}, "ratio_over_rloo_steps": {}}
-    for arm, by_seed in data.items():
+    for arm in [a for a in arms if a in numbers]:
+        by_seed = numbers[arm]
         done = sorted(by_seed)
-        curves = {s: trailing_mean(by_seed[s]["acc_drawn"], window) for s in done}
+        curves = {s: by_seed[s]["curve"] for s in done}
         mean_curve = [statistics.fmean(c[i] for c in curves.values()) for i in range(steps)]
         reached = {s: first_reaching(curves[s], target, window) for s in done}
-        has_prm = any(a is not None for s in done for a in by_seed[s]["prm_pairwise_acc"])
+        has_prm = any(by_seed[s]["prm_pairwise_acc_first_half"] is not None for s in done)
+        per_step = [s for s in done if by_seed[s]["per_step"] is not None]
         out["arms"][arm] = {
             "seeds": done,
+            "summary_only_seeds": {str(s): by_seed[s]["source"] for s in done if by_seed[s]["per_step"] is None},
             "steps_to_target": {str(s): reached[s] for s in done},
             "steps_to_level": {f"{level:.2f}": {str(s): first_reaching(curves[s], level, window) for s in done}
                                for level in LEVELS},
             "steps_to_target_seed_mean_curve": first_reaching(mean_curve, target, window),
-            "final_train_acc": spread([statistics.fmean(by_seed[s]["acc_drawn"][-window:]) for s in done]),
-            "first_train_acc": spread([statistics.fmean(by_seed[s]["acc_drawn"][:window]) for s in done]),
-            "eval_greedy_start": spread([by_seed[s]["eval_first"]["eval/acc"] for s in done]),
-            "eval_greedy_final": spread([by_seed[s]["eval_last"]["eval/acc"] for s in done]),
-            "eval_sampled_start": spread([by_seed[s]["eval_first"]["eval/acc_sampled"] for s in done]),
-            "eval_sampled_final": spread([by_seed[s]["eval_last"]["eval/acc_sampled"] for s in done]),
-            "eval_last_step": {str(s): by_seed[s]["eval_last"]["step"] for s in done},
-            "wall_s": spread([by_seed[s]["wall_s"] for s in done]),
-            # the PRM's pairwise accuracy on each step's fresh rollouts, before its update (0.5: chance)
-            "prm_pairwise_acc_first_half": spread([mean_of(by_seed[s]["prm_pairwise_acc"][:steps // 2]) for s in done])
-            if has_prm else None,
-            "prm_pairwise_acc_second_half": spread([mean_of(by_seed[s]["prm_pairwise_acc"][steps // 2:]) for s in done])
-            if has_prm else None,
+            **{k: spread([by_seed[s][k] for s in done]) for k in SEED_FIELDS if not k.startswith("prm_")},
+            **{k: spread([by_seed[s][k] for s in done]) if has_prm else None for k in SEED_FIELDS if k.startswith("prm_")},
+            "eval_last_step": {str(s): by_seed[s]["eval_last_step"] for s in done},
             "steps_to_target_ci": bootstrap_mean_ci([reached[s] or steps + 1 for s in done]),
-            "poc_checks": {str(s): poc_checks(by_seed[s], steps) for s in done},
-            "per_step_seed_mean": {k: [mean_of([by_seed[s]["per_step"][k][i] for s in done]) for i in range(steps)]
+            "poc_checks": {str(s): by_seed[s]["poc_checks"] for s in done},
+            # the seed mean of the per-step curves (over the seeds kept with their metrics)
+            "per_step_seed_mean": {k: [mean_of([by_seed[s]["per_step"][k][i] for s in per_step]) for i in range(steps)]
                                    for k in CURVE_KEYS},
             "mean_curve": mean_curve,
             "seed_curves": {str(s): c for s, c in curves.items()},
@@ -420,6 +472,9 @@ def main() -> None:
     ap.add_argument("--analyze-only", action="store_true")
     ap.add_argument("--partial", action="store_true", help="also analyse runs still training")
     ap.add_argument("--result", help="name of the result files (default: the setting's, e.g. lever_pilot)")
+    ap.add_argument("--keep-summaries", type=Path, metavar="RESULT_JSON",
+                    help="first archive each run of an earlier result JSON of this setting as its per-seed numbers "
+                         "(for runs whose metrics were lost before the archive existed; their metrics win once kept)")
     ap.add_argument("--anatomy", type=Path, help="benchmarks/advantage_anatomy.py's JSON of these runs, for the lever table")
     args = ap.parse_args()
     setting = SETTINGS[args.setting]
@@ -427,6 +482,11 @@ def main() -> None:
     if unknown := [a for a in arms if a not in setting["arms"]]:
         ap.error(f"--arms {' '.join(unknown)}: not an arm of --setting {args.setting} ({', '.join(setting['arms'])})")
     runs = args.runs_dir or ROOT / "runs" / args.setting
+    if args.keep_summaries:
+        old = json.loads(args.keep_summaries.read_text())
+        source = f"{args.keep_summaries.name} of {old['date']} ({old['command']}); the run's metrics were lost"
+        for kept in keep_summaries(setting, args.keep_summaries, source):
+            print(f"kept {kept.relative_to(ROOT) if kept.is_relative_to(ROOT) else kept} as a summary", flush=True)
     if not args.analyze_only:
         train_all(setting, arms, runs, args.seeds, args.jobs, args.threads)
     result = analyse(setting, runs, arms, args.seeds, args.window, args.partial)

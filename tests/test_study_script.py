@@ -92,3 +92,40 @@ def test_a_warm_started_arm_waits_for_its_pretraining(study, tmp_path, monkeypat
     warm = next(argv for argv in launched if str(runs / "warm-s3") in argv)
     assert warm[warm.index("--prm-init") + 1] == str(runs / "prm-pretrain-s3" / "checkpoints" / "step_000050")
     assert launched.index(warm) > 0 and len(launched) == 3
+
+
+def test_runs_kept_only_as_their_numbers_are_compared_like_the_runs_themselves(study, tmp_path, monkeypatch, capsys):
+    """keep_summaries archives each run of an earlier result JSON as its per-seed numbers (runs whose
+    metrics were lost); analysed from those alone, or beside new runs, every per-seed number, the
+    steps to RLOO's level and the paired ratios are what the runs themselves gave. Training skips them."""
+    setting = {"steps": 30, "result": "t", "arms": {"rloo": [], "prime": []}}
+    runs = tmp_path / "runs"
+    curves = {("rloo", 0): [0.2 + 0.01 * i for i in range(30)], ("rloo", 1): [0.25 + 0.008 * i for i in range(30)],
+              ("prime", 0): [0.2 + 0.02 * i for i in range(30)], ("prime", 1): [0.2 + 0.012 * i for i in range(30)]}
+    for (arm, s), accs in curves.items():
+        fake_run(runs / f"{arm}-s{s}", accs)
+    both = study.analyse(setting, runs, ["rloo", "prime"], [0, 1], window=10, partial=False)
+    (tmp_path / "both.json").write_text(json.dumps(both))
+
+    # seed 0's metrics lost, kept as the earlier result's numbers; seed 1 still kept with its metrics
+    monkeypatch.setattr(study, "ARCHIVE", tmp_path / "archive2")
+    for arm in ("rloo", "prime"):
+        study.archive(setting, arm, 1, runs)
+    written = study.keep_summaries(setting, tmp_path / "both.json", "both.json")
+    assert sorted(p.name for p in written) == ["prime-s0", "rloo-s0"]  # seed 1 has its metrics: not replaced
+    mixed = study.analyse(setting, tmp_path / "elsewhere", ["rloo", "prime"], [0, 1], window=10, partial=False)
+    for key in ("target_train_acc", "ratio_over_rloo_steps"):
+        assert mixed[key] == both[key]
+    for arm in ("rloo", "prime"):
+        new, old = mixed["arms"][arm], both["arms"][arm]
+        assert new["summary_only_seeds"] == {"0": "both.json"}
+        for key in ("seeds", "steps_to_target", "steps_to_level", "final_train_acc", "first_train_acc",
+                    "eval_sampled_start", "eval_sampled_final", "eval_greedy_final", "steps_to_target_ci",
+                    "poc_checks", "mean_curve", "seed_curves", "wall_s"):
+            assert new[key] == old[key], (arm, key)
+    assert study.launch(setting, "rloo", 0, tmp_path / "elsewhere", threads=1) is None
+
+    # a summary of 30 steps is not comparable with runs cut at 20: left out, and said so
+    setting["steps"] = 20
+    shorter = study.analyse(setting, tmp_path / "elsewhere", ["rloo", "prime"], [0, 1], window=10, partial=False)
+    assert shorter["arms"]["rloo"]["seeds"] == [1] and "rloo seed 0: kept as a summary of 30 steps" in capsys.readouterr().err
