@@ -96,7 +96,7 @@ SETTINGS = {
                                               "--samples-per-prompt", "4", "--filter-low", "0.2", "--filter-high",
                                               "0.8", "--prm-lr", "1e-3", "--reward-norm", "batch_norm",
                                               "--eval-every", "0", "--checkpoint-every", "25"]},
-        "title": "arith / tiny, lever pilot (P = 64 × K = 4, 150 steps, seed 0)",
+        "title": "arith / tiny, lever pilot (P = 64 × K = 4, 150 steps)",
         "levers": {"rloo": "outcome rewards only (the baseline)",
                    "paper-prm4x": "paper's PRIME, PRM lr 4× the policy's (2e-3)",
                    "paper-warm": "paper's PRIME, PRM warm-started: 50 steps on the start model's samples",
@@ -393,23 +393,24 @@ def plot(result: dict, title: str, png: Path) -> None:
     PRMs' pairwise accuracy beside the reference's likelihood; line localisation beside chance."""
     from plotly.subplots import make_subplots
 
+    some = " (seeds kept with metrics)" if any(r.get("summary_only_seeds") for r in result["arms"].values()) else ""
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
-        f"training accuracy (trailing mean of {result['window']})", "pairwise accuracy on fresh rollouts",
-        "most negative line = first wrong line"))
+        f"training accuracy (trailing mean of {result['window']})", "pairwise accuracy on fresh rollouts" + some,
+        "most negative line = first wrong line" + some))
     x = list(range(1, result["steps"] + 1))
     smooth = lambda ys: trailing_mean([y if y is not None else float("nan") for y in ys], result["window"])
-    for n, (arm, r) in enumerate(result["arms"].items()):
-        colour = COLORS[n % len(COLORS)]
+    for n, (arm, r) in enumerate(result["arms"].items()):  # one legend entry per arm, toggling all its lines
+        colour, group = COLORS[n % len(COLORS)], {"legendgroup": arm, "showlegend": False}
         for s, c in r["seed_curves"].items():
             fig.add_scatter(x=x, y=c, mode="lines", line={"color": colour, "width": 1}, opacity=0.3,
-                            showlegend=False, name=f"{arm} seed {s}", row=1, col=1)
-        fig.add_scatter(x=x, y=r["mean_curve"], mode="lines", line={"color": colour, "width": 3},
-                        name=f"{arm} (mean of {len(r['seed_curves'])} seeds)", row=1, col=1)
+                            name=f"{arm} seed {s}", row=1, col=1, **group)
+        fig.add_scatter(x=x, y=r["mean_curve"], mode="lines", line={"color": colour, "width": 3}, legendgroup=arm,
+                        name=f"{arm} ({len(r['seed_curves'])} seeds)", row=1, col=1)
         if r["prm_pairwise_acc_first_half"] is not None:
             fig.add_scatter(x=x, y=smooth(r["per_step_seed_mean"]["reward_model/dpo_acc_before"]), mode="lines",
-                            line={"color": colour, "width": 2}, name=f"{arm}: PRM", row=1, col=2)
+                            line={"color": colour, "width": 2}, name=f"{arm}: PRM", row=1, col=2, **group)
             fig.add_scatter(x=x, y=smooth(r["per_step_seed_mean"]["localise/prm_line_hit"]), mode="lines",
-                            line={"color": colour, "width": 2}, name=f"{arm}: PRM line hit", row=1, col=3)
+                            line={"color": colour, "width": 2}, name=f"{arm}: PRM line hit", row=1, col=3, **group)
     rloo = result["arms"]["rloo"]["per_step_seed_mean"]
     fig.add_scatter(x=x, y=smooth(rloo["reward_model/ref_ll_pairwise_acc"]), mode="lines",
                     line={"color": "#555", "dash": "dot"}, name="reference log-likelihood (RLOO's rollouts)", row=1, col=2)
@@ -497,7 +498,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.result or setting["result"]
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
-    title = setting["title"] if not args.result else f"{setting['title']}: {', '.join(arms)}, seeds {args.seeds}"
+    seeds = ", ".join(map(str, sorted({s for r in result["arms"].values() for s in r["seeds"]})))
+    title = setting["title"] + (f": {', '.join(arms)}" if args.result else "") + f", seeds {seeds}"
     plot(result, title, RESULTS / f"{name}.png")
     if "levers" in setting:
         anatomy = {r["run"]: r for r in json.loads(args.anatomy.read_text())["runs"]} if args.anatomy else {}
