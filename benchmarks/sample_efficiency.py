@@ -29,7 +29,10 @@ pass@1 at T = 1) as mean, standard deviation and range over seeds; the PoC check
 Results: benchmarks/results/<json> and <png> of the setting (plotly, rendered by headless
 chromium). Raw runs stay in --runs-dir; each finished run's metrics.jsonl (gzipped) and config.json
 are also kept in benchmarks/results/study_runs/<json>/<arm>-s<seed>/, committed with the results, so a
-later checkout without --runs-dir skips those runs and analyses them with the new ones.
+later checkout without --runs-dir skips those runs and analyses them with the new ones. Runs whose
+metrics were lost before the archive existed can be kept as their per-seed numbers from an earlier
+result JSON (--keep-summaries RESULT_JSON: summary.json in place of the metrics; the fair batch's
+seeds 0-1): the comparison counts them like the others, the per-step PRM curves average the rest.
 """
 
 from __future__ import annotations
