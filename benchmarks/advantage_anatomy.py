@@ -47,7 +47,8 @@ def step_anatomy(kept, cfg: TrainConfig) -> dict:
     """The numbers above for one step's kept rollouts (a DataFrame in the trainer's row order)."""
     lengths = [len(t) for t in kept.tokens]
     mask = padded([[1.0] * n for n in lengths])
-    outcome = torch.tensor([0.0 if o is None else float(o) for o in kept.outcome_reward])
+    # an unscorable response (outcome None, NaN once in a DataFrame) scores 0, as in the trainer (Verdict.reward)
+    outcome = torch.tensor([0.0 if pd.isna(o) else float(o) for o in kept.outcome_reward])
     process_reward = padded([list(p) for p in kept.process_reward])
     texts = [list(t) for t in kept.tokens]
     line_end = line_ends([token_lines(t) for t in texts], mask) if cfg.process_credit != "sum" else None

@@ -45,6 +45,18 @@ def test_weight_one(anatomy):
     assert got["n_wrong_localised"] == 1
 
 
+def test_an_unscorable_response_counts_as_wrong(anatomy):
+    """A response the verifier could not score is recorded with outcome None (NaN in the DataFrame);
+    the trainer rewarded it 0, so the anatomy does too (it had made the whole step NaN)."""
+    process = [[0.1, 0.1, 0.1], [0.3, -0.6, 0.0]]
+    total = [[1.6, 1.4, 1.2], [-1.6, -1.8, -1.1]]
+    cfg = TrainConfig(algo="prime", samples_per_prompt=2, reward_norm="none")
+    scored, unscorable = kept(process, total), kept(process, total)
+    unscorable["outcome_reward"] = [1.0, None]
+    assert unscorable["outcome_reward"].isna().tolist() == [False, True]
+    assert anatomy.step_anatomy(unscorable, cfg) == anatomy.step_anatomy(scored, cfg)
+
+
 def test_a_heavy_process_weight_flips_signs(anatomy):
     # mean rewards -1/6 and -0.1; process returns ×8 against the outcome term's ±1
     process = [[-0.5, 0.0, 0.0], [0.3, -0.6, 0.0]]
