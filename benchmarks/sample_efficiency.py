@@ -24,7 +24,8 @@ Settings (every arm of a setting shares all of its flags but the algorithm's):
 Measures: training accuracy = `acc` (every sampled response, before filtering), smoothed by a
 trailing mean over --window steps; RLOO's final training accuracy = the mean over seeds of its
 last --window steps; for each arm and seed the first step whose trailing mean reaches it, and
-the ratio to RLOO's paired by seed (bootstrap CI over seeds); the final eval accuracy (greedy and
+the ratio to RLOO's paired by seed (bootstrap CI over seeds), and the same ratio at fixed
+training accuracies (LEVELS; over the seeds where both reach the level); the final eval accuracy (greedy and
 pass@1 at T = 1) as mean, standard deviation and range over seeds; the PoC checks per seed.
 Results: benchmarks/results/<json> and <png> of the setting (plotly, rendered by headless
 chromium). Raw runs stay in --runs-dir; each finished run's metrics.jsonl (gzipped) and config.json
@@ -346,7 +347,7 @@ def analyse(setting: dict, runs: Path, arms: list[str], seeds: list[int], window
         sys.exit(f"the runs in {runs} have only {steps} steps in common; train longer first")
     target = statistics.fmean(n["final_train_acc"] for n in numbers["rloo"].values())
     out = {"target_train_acc": target, "window": window, "steps": steps, "seeds": seeds, "partial": partial,
-           "arms": {}, "ratio_over_rloo_steps": {}}
+           "arms": {}, "ratio_over_rloo_steps": {}, "ratio_at_level": {}}
     for arm in [a for a in arms if a in numbers]:
         by_seed = numbers[arm]
         done = sorted(by_seed)
@@ -373,12 +374,18 @@ def analyse(setting: dict, runs: Path, arms: list[str], seeds: list[int], window
             "mean_curve": mean_curve,
             "seed_curves": {str(s): c for s, c in curves.items()},
         }
-    rloo = out["arms"]["rloo"]["steps_to_target"]
+    rloo, rloo_at = out["arms"]["rloo"]["steps_to_target"], out["arms"]["rloo"]["steps_to_level"]
     for arm, r in out["arms"].items():
         paired = [s for s in r["steps_to_target"] if s in rloo]
         if arm != "rloo" and paired:  # paired by seed; a run that never reaches the target counts as steps + 1
             out["ratio_over_rloo_steps"][arm] = bootstrap_mean_ci(
                 [(r["steps_to_target"][s] or steps + 1) / (rloo[s] or steps + 1) for s in paired])
+        if arm != "rloo":  # the same at each fixed level, over the seeds where both reach it (not censored)
+            out["ratio_at_level"][arm] = {}
+            for level, at in r["steps_to_level"].items():
+                both = [at[s] / rloo_at[level][s] for s in paired if at[s] and rloo_at[level][s]]
+                if both:
+                    out["ratio_at_level"][arm][level] = bootstrap_mean_ci(both)
     out["not_reached_counts_as"] = steps + 1
     return out
 
@@ -509,6 +516,10 @@ def main() -> None:
         print(lever_table(result, setting["levers"], anatomy))
     for arm, ratio in result["ratio_over_rloo_steps"].items():
         print(f"{arm} / RLOO steps (paired by seed): {ratio['mean']:.2f} CI {ratio['ci95']}")
+    for arm, by_level in result["ratio_at_level"].items():
+        print(f"{arm} / RLOO steps to a fixed training accuracy (seeds where both reach it): " + "; ".join(
+            f"{level}: {r['mean']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({len(r['values'])} seeds)"
+            for level, r in by_level.items()))
     for arm, r in result["arms"].items():
         for s, c in r["poc_checks"].items():
             print(f"  {arm} seed {s}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if v is not None))

@@ -47,6 +47,9 @@ def test_finished_runs_are_kept_and_analysed_without_the_runs_directory(study, t
     reached = next(i + 1 for i in range(9, 30) if sum(0.2 + 0.02 * j for j in range(i - 9, i + 1)) / 10 >= target)
     assert first["arms"]["prime"]["steps_to_target"] == {"0": reached}
     assert first["ratio_over_rloo_steps"]["prime"]["values"] == [reached / first["arms"]["rloo"]["steps_to_target"]["0"]]
+    # at fixed levels: RLOO's trailing mean at step n ≥ 10 is 0.2 + 0.01·(n − 5.5): 0.40 from step 26;
+    # prime's 0.2 + 0.02·(n − 5.5): from 16 (0.45 from 18; RLOO's never reaches 0.45 in 30 steps: no ratio)
+    assert first["ratio_at_level"]["prime"] == {"0.40": study.bootstrap_mean_ci([16 / 26])}
     assert sorted(p.name for p in (tmp_path / "archive" / "t").iterdir()) == ["prime-s0", "rloo-s0"]
 
     # a fresh checkout: no runs directory; the kept runs are skipped by training and read by the analysis
