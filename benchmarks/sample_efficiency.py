@@ -519,7 +519,7 @@ def main() -> None:
     for arm, by_level in result["ratio_at_level"].items():
         print(f"{arm} / RLOO steps to a fixed training accuracy (seeds where both reach it): " + "; ".join(
             f"{level}: {r['mean']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({len(r['values'])} seeds)"
-            for level, r in by_level.items()))
+            for level, r in by_level.items()) or "no level reached by both")
     for arm, r in result["arms"].items():
         for s, c in r["poc_checks"].items():
             print(f"  {arm} seed {s}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if v is not None))
