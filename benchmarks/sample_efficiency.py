@@ -403,7 +403,7 @@ def plot(result: dict, title: str, png: Path) -> None:
     PRMs' pairwise accuracy beside the reference's likelihood; line localisation beside chance."""
     from plotly.subplots import make_subplots
 
-    some = " (seeds kept with metrics)" if any(r.get("summary_only_seeds") for r in result["arms"].values()) else ""
+    some = "<br>(the seeds kept with metrics)" if any(r.get("summary_only_seeds") for r in result["arms"].values()) else ""
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
         f"training accuracy (trailing mean of {result['window']})", "pairwise accuracy on fresh rollouts" + some,
         "most negative line = first wrong line" + some))
