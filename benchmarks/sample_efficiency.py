@@ -485,7 +485,8 @@ def main() -> None:
     ap.add_argument("--result", help="name of the result files (default: the setting's, e.g. lever_pilot)")
     ap.add_argument("--keep-summaries", type=Path, metavar="RESULT_JSON",
                     help="first archive each run of an earlier result JSON of this setting as its per-seed numbers "
-                         "(for runs whose metrics were lost before the archive existed; their metrics win once kept)")
+                         "(for runs whose metrics were lost before the archive existed); training skips a run kept so: "
+                         "delete its summary.json to train it again, and its metrics replace the summary")
     ap.add_argument("--anatomy", type=Path, help="benchmarks/advantage_anatomy.py's JSON of these runs, for the lever table")
     args = ap.parse_args()
     setting = SETTINGS[args.setting]
@@ -517,9 +518,10 @@ def main() -> None:
     for arm, ratio in result["ratio_over_rloo_steps"].items():
         print(f"{arm} / RLOO steps (paired by seed): {ratio['mean']:.2f} CI {ratio['ci95']}")
     for arm, by_level in result["ratio_at_level"].items():
-        print(f"{arm} / RLOO steps to a fixed training accuracy (seeds where both reach it): " + "; ".join(
-            f"{level}: {r['mean']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({len(r['values'])} seeds)"
-            for level, r in by_level.items()) or "no level reached by both")
+        levels = "; ".join(f"{level}: {r['mean']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({len(r['values'])} seeds)"
+                           for level, r in by_level.items())
+        print(f"{arm} / RLOO steps to a fixed training accuracy (seeds where both reach it): "
+              f"{levels or 'no level reached by both'}")
     for arm, r in result["arms"].items():
         for s, c in r["poc_checks"].items():
             print(f"  {arm} seed {s}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.items() if v is not None))
