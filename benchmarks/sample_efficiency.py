@@ -221,10 +221,6 @@ def bootstrap_mean_ci(xs: list[float], n: int = 10_000, level: float = 0.95, see
     return {"mean": statistics.fmean(xs), "ci95": [lo, hi], "values": xs}
 
 
-def series(rows: list[dict], key: str) -> list[float]:
-    return [r[key] for r in rows if r.get(key) is not None]
-
-
 def read_run(run: Path) -> dict:
     """A run's metrics: metrics.jsonl of a run directory, or metrics.jsonl.gz of an archived one."""
     text = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else \
@@ -262,10 +258,6 @@ def poc_checks(run: dict, steps: int) -> dict:
             "token_hit": mean_of(run["per_step"]["localise/prm_token_hit"]),
             "token_chance": mean_of(run["per_step"]["localise/token_chance"]),
             "ref_token_hit": mean_of(run["per_step"]["localise/ref_token_hit"])}
-
-
-def prm_acc(run: dict) -> list[float]:
-    return [a for a in run["prm_pairwise_acc"] if a is not None]
 
 
 LEVELS = (0.40, 0.45, 0.50, 0.55)  # fixed training accuracies, for comparing arms beyond RLOO's final one
