@@ -314,13 +314,16 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> t
     return totals, old_logp
 
 
-def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages, kept_index,
-                 texts: list[list[str]] | None = None):
-    """One record row per response, kept and filtered-out alike (ARCHITECTURE.md)."""
+def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages,
+                 kept: list[Group] = (), texts: list[list[str]] | None = None):
+    """One record row per response, kept and filtered-out alike (ARCHITECTURE.md). A kept group's
+    responses are rows n·K … n·K+K−1 of the batch tensors, n its place in `kept`: found by the group
+    itself, not its prompt id, since a step that crosses an epoch boundary can draw a prompt twice."""
+    first_row = {id(g): n * len(g.responses) for n, g in enumerate(kept)}
     rows = []
     for g in groups:
         for k in range(len(g.responses)):
-            b = kept_index.get((g.prompt_id, k))
+            b = first_row[id(g)] + k if id(g) in first_row else None
             ids = g.responses[k]
             n = len(ids)
 
@@ -605,7 +608,7 @@ def one_step(state, roles, tok, train_rows, test_rows, cfg, prm_opt, policy_opt,
     if kept:
         metrics |= learn(kept, drawn, roles, tok, cfg, prm_opt, policy_opt, run, step, timing)  # 4–8
     else:  # nothing passed the filter: every sampled response is still recorded, nothing is learnt
-        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None, {}))
+        records.write_rollouts(run, step, rollout_rows(step, drawn, tok, None, None, None, None, None))
         metrics["acc/kept"] = None
     if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
         with timed(timing, "eval"):
@@ -695,11 +698,10 @@ def learn(kept, drawn, roles, tok, cfg, prm_opt, policy_opt, run, step: int, tim
         sel = batch.response_mask.bool()
         return [x[b][sel[b]].cpu() for b in range(x.shape[0])]
 
-    kept_index = {(g.prompt_id, k): n * K + k for n, g in enumerate(kept) for k in range(K)}
     use_prm = cfg.algo == "prime"
     localised = process_check(kept, kept_texts, unpad(raw) if use_prm else None, unpad(ref_logp))
     rows = rollout_rows(step, drawn, tok, unpad(prm_logp) if use_prm else None, unpad(ref_logp), unpad(old_logp),
-                        unpad(process_reward) if use_prm else None, unpad(advantages), kept_index, kept_texts)
+                        unpad(process_reward) if use_prm else None, unpad(advantages), kept, kept_texts)
     records.write_rollouts(run, step, rows)
     tokens = mask.bool()
     share = {"critic/process_share": process_share(returns, outcome_advantages(outcome, mask, K), mask)} if use_prm else {}

@@ -379,3 +379,30 @@ def test_a_prm_checkpoint_ranks_the_rollouts_it_scored(smoke_run):
     ref_ll = torch.tensor([sum(r) for r in kept.ref_logp])
     outcome = torch.tensor(kept.outcome_reward.fillna(0.0).values, dtype=torch.float32)
     assert row["reference_ll"] == pytest.approx(pairwise_accuracy(ref_ll, outcome, cfg.samples_per_prompt).item(), abs=1e-6)
+
+
+def test_a_prompt_drawn_twice_in_one_step_keeps_each_groups_own_records():
+    """A step that crosses an epoch boundary can draw a prompt twice. Each group's record rows must
+    hold its own batch rows: keyed by prompt id, the second group's advantages overwrote the first's
+    (found in the fair batch's paper-s3, step 220, by benchmarks/advantage_anatomy.py)."""
+    from prime.trainer import Group, rollout_rows
+
+    def group(outcome):
+        return Group(prompt_id=7, prompt="p", answer="1", prompt_ids=[1], responses=[[5, 6], [5, 6]],
+                     texts=["a", "b"], outcome=outcome, detail=["", ""], truncated=[False, False],
+                     acc=sum(outcome) / 2, decision="kept")
+
+    first, second = group([1.0, 0.0]), group([0.0, 1.0])
+    rows4 = torch.arange(8, dtype=torch.float32).reshape(4, 2)  # batch row b holds [2b, 2b+1]
+    per_row = [rows4[b] for b in range(4)]
+    rows = rollout_rows(3, [first, second], None, per_row, per_row, per_row, per_row, per_row,
+                        kept=[first, second], texts=[["x", "y"]] * 4)
+    assert [r["advantage"] for r in rows] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
+    assert [r["outcome_reward"] for r in rows] == [1.0, 0.0, 0.0, 1.0]
+    class Chars:  # a stand-in tokenizer: token id i is the character chr(i)
+        def decode(self, ids, **_):
+            return "".join(map(chr, ids))
+
+    filtered = rollout_rows(3, [first, second], Chars(), per_row, per_row, per_row, per_row, per_row,
+                            kept=[second], texts=[["x", "y"]] * 2)
+    assert [r["advantage"] for r in filtered] == [[], [], [0.0, 1.0], [2.0, 3.0]]
