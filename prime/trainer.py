@@ -315,7 +315,7 @@ def policy_stage(roles, batch, mask, old_logp, advantages, cfg, policy_opt) -> t
 
 
 def rollout_rows(step, groups, tok, prm_logp, ref_logp, old_logp, process_reward, advantages,
-                 kept: list[Group] = (), texts: list[list[str]] | None = None):
+                 kept: tuple[Group, ...] | list[Group] = (), texts: list[list[str]] | None = None):
     """One record row per response, kept and filtered-out alike (ARCHITECTURE.md). A kept group's
     responses are rows n·K … n·K+K−1 of the batch tensors, n its place in `kept`: found by the group
     itself, not its prompt id, since a step that crosses an epoch boundary can draw a prompt twice."""

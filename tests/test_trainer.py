@@ -399,6 +399,7 @@ def test_a_prompt_drawn_twice_in_one_step_keeps_each_groups_own_records():
                         kept=[first, second], texts=[["x", "y"]] * 4)
     assert [r["advantage"] for r in rows] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
     assert [r["outcome_reward"] for r in rows] == [1.0, 0.0, 0.0, 1.0]
+
     class Chars:  # a stand-in tokenizer: token id i is the character chr(i)
         def decode(self, ids, **_):
             return "".join(map(chr, ids))
